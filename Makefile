@@ -1,0 +1,43 @@
+# fastpose — the README's commands. Every target creates or refreshes .venv with the pinned
+# versions of constraints.txt on first use (torch is always pinned: an unpinned torch pulls the
+# CUDA build and gigabytes of nvidia packages).
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+DEPS   := torch==2.13.0 triton numpy tqdm onnx onnxscript onnxruntime matplotlib pillow \
+          pytest pytest-benchmark hypothesis ruff pybind11 cmake ninja setuptools wheel
+EXT_SOURCES := $(shell find csrc -type f 2>/dev/null) setup.py CMakeLists.txt pyproject.toml
+BENCH_OUT ?= benchmarks/results/cpu-$(shell hostname -s 2>/dev/null || echo local)
+
+.PHONY: venv demo test bench lint clean
+
+$(VENV)/.deps: constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q -c constraints.txt $(DEPS)
+	touch $@
+
+# The extension is built in place (editable) against nothing but pybind11: no torch at build time.
+$(VENV)/.ext: $(VENV)/.deps $(EXT_SOURCES)
+	$(PIP) install -q --no-build-isolation --no-deps -e .
+	touch $@
+
+venv: $(VENV)/.ext
+
+demo: venv
+	$(VENV)/bin/fastpose demo
+
+# Strict dispatch: any silent fallback to the reference backend is an error.
+test: venv
+	FASTPOSE_STRICT=1 $(PY) -m pytest -q tests benchmarks --benchmark-disable --durations=15
+
+bench: venv
+	mkdir -p $(BENCH_OUT)
+	$(PY) -m pytest -q benchmarks --benchmark-only --benchmark-json=$(BENCH_OUT)/bench.json
+	$(PY) -m benchmarks.report
+
+lint: venv
+	$(VENV)/bin/ruff check fastpose kernels tests benchmarks
+
+clean:
+	rm -rf build $(VENV) *.egg-info

@@ -1,0 +1,124 @@
+// Shared definitions of the fastpose kernels: host/device qualifiers, the dtype codes passed from
+// Python, exp(), and the argument checks of the host entry points.
+//
+// The extension is framework-free: every kernel takes raw pointers, sizes and (CUDA) a stream
+// handle, so nothing here includes torch. Per-element math lives in `FP_HD` inline functions in
+// the per-op headers (csrc/<stem>/<stem>.h) and is compiled both by the host compiler (CPU
+// kernels, OpenMP) and by nvcc (CUDA kernels): the CPU tests exercise the formulas the GPU runs.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <stdexcept>
+#include <string>
+
+#if defined(__CUDACC__)
+#define FP_HD __host__ __device__ __forceinline__
+#else
+#define FP_HD inline
+#endif
+
+// Hot CPU loops are compiled three times (AVX-512, AVX2+FMA, baseline x86-64) and picked at load
+// time through an ifunc, so one wheel is fast everywhere without -march=native. Only GCC on
+// x86-64 Linux: elsewhere the baseline build is used.
+#if !defined(__CUDACC__) && defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && \
+    defined(__linux__) && !defined(FASTPOSE_NO_CLONES)
+#define FP_CPU_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define FP_CPU_CLONES
+#endif
+
+namespace fastpose {
+
+// dtype codes used by the Python glue (fastpose/ops/native/_glue.py:_DTYPE_CODE).
+enum class DType : int { kFloat32 = 0, kFloat64 = 1, kFloat16 = 2, kBFloat16 = 3 };
+
+inline const char* dtype_name(int code) {
+  switch (code) {
+    case 0: return "float32";
+    case 1: return "float64";
+    case 2: return "float16";
+    case 3: return "bfloat16";
+    default: return "unknown";
+  }
+}
+
+// Accumulation type: float64 stays float64, everything else accumulates in float32.
+template <typename T> struct AccOf { using type = float; };
+template <> struct AccOf<double> { using type = double; };
+template <typename T> using acc_t = typename AccOf<T>::type;
+
+namespace detail {
+
+// exp(x) for float on the CPU, written so that GCC vectorises it inside loops (std::expf is a
+// scalar libm call unless -ffast-math is on, which we refuse: it breaks inf/NaN semantics).
+// Cephes' expf: x = n ln2 + r, |r| <= ln2 / 2, exp(r) by a degree-6 polynomial (< 2 ulp),
+// 2^n assembled in the exponent bits. exp of anything below -87.3 (where float underflows to
+// denormals) is returned as exactly 0; NaN propagates.
+FP_HD float expf_poly(float x) {
+  const float lo = -87.33654f, hi = 88.37626f;
+  const float xc = x < lo ? lo : (x > hi ? hi : x);
+  const float shifter = 12582912.0f;  // 1.5 * 2^23: adding it rounds to the nearest integer
+  const float n = (xc * 1.44269504088896341f + shifter) - shifter;
+  float r = n * -0.693359375f + xc;  // Cody-Waite: ln2 split in a high and a low part
+  r = n * 2.12194440e-4f + r;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * (r * r) + r + 1.0f;
+  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;  // 2^n, n in [-126, 127]
+#if defined(__CUDA_ARCH__)
+  const float scale = __int_as_float(bits);
+#else
+  float scale;
+  std::memcpy(&scale, &bits, sizeof(scale));
+#endif
+  const float y = p * scale;
+  return x < lo ? 0.0f : y;
+}
+
+}  // namespace detail
+
+// exp() used by every kernel: the vectorisable polynomial for float on the host, the hardware
+// approximation (ex2.approx, ~2 ulp) for float on the device, the exact libm exp for double.
+FP_HD float fp_exp(float x) {
+#if defined(__CUDA_ARCH__)
+  return __expf(x);
+#else
+  return detail::expf_poly(x);
+#endif
+}
+FP_HD double fp_exp(double x) { return exp(x); }
+
+template <typename A> FP_HD A fp_neg_inf() { return -std::numeric_limits<A>::infinity(); }
+
+// Argument checks of the host entry points (run before any kernel; pybind11 turns
+// std::invalid_argument into ValueError).
+inline void fp_check(bool ok, const std::string& what) {
+  if (!ok) throw std::invalid_argument("fastpose._C: " + what);
+}
+
+inline void fp_check_dtype_cpu(int dtype, const char* fn) {
+  fp_check(dtype == 0 || dtype == 1, std::string(fn) + ": the CPU kernels take float32 or float64 (code 0/1), got " +
+                                         dtype_name(dtype) + " (code " + std::to_string(dtype) + "); "
+                                         "float16/bfloat16 are upcast by the Python glue");
+}
+
+inline void fp_check_dims(int64_t rows, int64_t d, int64_t h, int64_t w, const char* fn) {
+  fp_check(rows >= 0 && d >= 1 && h >= 1 && w >= 1,
+           std::string(fn) + ": expected rows >= 0 and D, H, W >= 1, got rows=" + std::to_string(rows) +
+               " D=" + std::to_string(d) + " H=" + std::to_string(h) + " W=" + std::to_string(w));
+  fp_check(h <= INT32_MAX && w <= INT32_MAX && d <= INT32_MAX,
+           std::string(fn) + ": each of D, H, W must be < 2^31");
+}
+
+inline void fp_check_ptr(uintptr_t p, const char* fn, const char* name) {
+  fp_check(p != 0, std::string(fn) + ": " + name + " must not be a null pointer");
+}
+
+}  // namespace fastpose

@@ -1,0 +1,1 @@
+"""Sub-commands of the ``fastpose`` command line; each module exposes ``add_parser(subparsers)``."""

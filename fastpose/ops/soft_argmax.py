@@ -1,0 +1,79 @@
+"""Public ``soft_argmax_2d`` / ``soft_argmax_3d`` and their ``reference`` backend.
+
+coords[b, j] = sum_v softmax(logits[b, j])_v * v, with v = (x, y[, z]) voxel indices
+(x along the last axis). Shapes: (B, J, H, W) -> (B, J, 2); (B, J, D, H, W) -> (B, J, 3).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ..reference import soft_argmax as _ref
+from . import _validation as _v
+from ._dispatch import register_impl, select_backend
+
+__all__ = ["soft_argmax_2d", "soft_argmax_3d"]
+
+
+def soft_argmax_3d(logits: Tensor, *, backend: str | None = None) -> Tensor:
+    """Expected voxel index under a softmax over each joint's whole volume.
+
+    logits (B, J, D, H, W) -> coords (B, J, 3) = (E[x], E[y], E[z]) in voxel units, in logits' dtype
+    (accumulated in float32). Differentiable w.r.t. ``logits``.
+    """
+    _v.main_tensor("soft_argmax_3d", "logits", logits, ndim=5)
+    return select_backend("soft_argmax_3d", logits, (logits,), backend).fn(logits)
+
+
+def soft_argmax_2d(logits: Tensor, *, backend: str | None = None) -> Tensor:
+    """logits (B, J, H, W) -> coords (B, J, 2) = (E[x], E[y]); see :func:`soft_argmax_3d`."""
+    _v.main_tensor("soft_argmax_2d", "logits", logits, ndim=4)
+    return select_backend("soft_argmax_2d", logits, (logits,), backend).fn(logits)
+
+
+# ---- reference backend: custom ops around fastpose.reference (opcheck-able, compile-able) -------
+
+
+def _define_reference(ndim: int):
+    name = f"fastpose::soft_argmax_{ndim}d_reference"
+
+    @torch.library.custom_op(name, mutates_args=())
+    def fwd(logits: Tensor) -> tuple[Tensor, Tensor]:
+        # coords (B, J, ndim) float32/float64, lse (B, J): log-sum-exp saved for the backward.
+        return _ref.soft_argmax_forward(logits, ndim)
+
+    @fwd.register_fake
+    def _(logits):
+        acc = torch.float64 if logits.dtype == torch.float64 else torch.float32
+        b, j = logits.shape[:2]
+        return logits.new_empty((b, j, ndim), dtype=acc), logits.new_empty((b, j), dtype=acc)
+
+    @torch.library.custom_op(name + "_backward", mutates_args=())
+    def bwd(grad_coords: Tensor, logits: Tensor, coords: Tensor, lse: Tensor) -> Tensor:
+        return _ref.soft_argmax_backward(grad_coords, logits, coords, lse)
+
+    @bwd.register_fake
+    def _(grad_coords, logits, coords, lse):
+        return torch.empty_like(logits)
+
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(inputs[0], output[0], output[1])
+
+    def backward(ctx, grad_coords, grad_lse):
+        logits, coords, lse = ctx.saved_tensors
+        return bwd(grad_coords.to(coords.dtype).contiguous(), logits, coords, lse)
+
+    fwd.register_autograd(backward, setup_context=setup_context)
+
+    def impl(logits: Tensor) -> Tensor:
+        coords, _lse = fwd(logits)
+        return coords.to(logits.dtype)
+
+    return fwd, bwd, impl
+
+
+_sa2_ref, _sa2_ref_bwd, _sa2_impl = _define_reference(2)
+_sa3_ref, _sa3_ref_bwd, _sa3_impl = _define_reference(3)
+register_impl("soft_argmax_2d", "reference", _sa2_impl, devices=None)
+register_impl("soft_argmax_3d", "reference", _sa3_impl, devices=None)

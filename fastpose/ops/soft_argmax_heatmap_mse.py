@@ -1,0 +1,89 @@
+"""Public ``soft_argmax_heatmap_mse_3d`` (the fused volumetric head) and its ``reference`` backend.
+
+(coords, mse) = (soft_argmax_3d(logits), heatmap_mse_3d(logits, joints, sigma, weights, "mean")):
+the MSE is taken on the raw volume itself. Fast backends read ``logits`` once in the forward pass
+and once (plus one write of the gradient) in the backward pass, where the gradients of both outputs
+are combined: dL/dz_v = p_v * (g_c . (v - coords)) + g_mse * 2 w (z_v - t_v) / N.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ..reference import soft_argmax_heatmap_mse as _ref
+from . import _validation as _v
+from ._dispatch import register_impl, select_backend
+
+__all__ = ["soft_argmax_heatmap_mse_3d"]
+
+_OP = "soft_argmax_heatmap_mse_3d"
+
+
+def soft_argmax_heatmap_mse_3d(logits: Tensor, joints: Tensor, sigma: float,
+                               weights: Tensor | None = None, *,
+                               backend: str | None = None) -> tuple[Tensor, Tensor]:
+    """logits (B, J, D, H, W), joints (B, J, 3) voxels, sigma > 0, weights (B, J) or None.
+
+    Returns ``(coords (B, J, 3), mse scalar)`` in logits' dtype; gradients of both flow into
+    ``logits`` in one backward pass.
+    """
+    z = _v.main_tensor(_OP, "logits", logits, ndim=5)
+    b, j = z.shape[:2]
+    joints = _v.secondary(_OP, "joints", joints, z, (b, j, 3), "logits")
+    if weights is not None:
+        weights = _v.secondary(_OP, "weights", weights, z, (b, j), "logits")
+    args = (z, joints, _v.sigma_value(_OP, sigma), weights)
+    return select_backend(_OP, z, args, backend).fn(*args)
+
+
+@torch.library.custom_op("fastpose::soft_argmax_heatmap_mse_3d_reference", mutates_args=())
+def _fused_ref(logits: Tensor, joints: Tensor, sigma: float,
+               weights: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+    # coords (B, J, 3), lse (B, J), mse (): all in the accumulation dtype
+    coords, mse, lse = _ref.soft_argmax_heatmap_mse_forward(logits, joints, sigma, weights)
+    return coords, lse, mse
+
+
+@_fused_ref.register_fake
+def _(logits, joints, sigma, weights):
+    acc = torch.float64 if logits.dtype == torch.float64 else torch.float32
+    b, j = logits.shape[:2]
+    return (logits.new_empty((b, j, 3), dtype=acc), logits.new_empty((b, j), dtype=acc),
+            logits.new_empty((), dtype=acc))
+
+
+@torch.library.custom_op("fastpose::soft_argmax_heatmap_mse_3d_reference_backward", mutates_args=())
+def _fused_ref_bwd(grad_coords: Tensor, grad_mse: Tensor, logits: Tensor, joints: Tensor, sigma: float,
+                   weights: Tensor | None, coords: Tensor, lse: Tensor) -> Tensor:
+    return _ref.soft_argmax_heatmap_mse_backward(grad_coords, grad_mse, logits, joints, sigma, weights,
+                                                 coords, lse)
+
+
+@_fused_ref_bwd.register_fake
+def _(grad_coords, grad_mse, logits, joints, sigma, weights, coords, lse):
+    return torch.empty_like(logits)
+
+
+def _setup(ctx, inputs, output):
+    logits, joints, sigma, weights = inputs
+    ctx.sigma, ctx.has_w = sigma, weights is not None
+    ctx.save_for_backward(logits, joints, weights if weights is not None else joints, output[0], output[1])
+
+
+def _backward(ctx, grad_coords, grad_lse, grad_mse):
+    logits, joints, weights, coords, lse = ctx.saved_tensors
+    g = _fused_ref_bwd(grad_coords.to(coords.dtype).contiguous(), grad_mse.to(coords.dtype), logits, joints,
+                       ctx.sigma, weights if ctx.has_w else None, coords, lse)
+    return g, None, None, None
+
+
+_fused_ref.register_autograd(_backward, setup_context=_setup)
+
+
+def _fused_ref_impl(logits, joints, sigma, weights):
+    coords, _lse, mse = _fused_ref(logits, joints, sigma, weights)
+    return coords.to(logits.dtype), mse.to(logits.dtype)
+
+
+register_impl(_OP, "reference", _fused_ref_impl, devices=None)
