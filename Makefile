@@ -8,7 +8,9 @@ PIP    := $(PY) -m pip
 DEPS   := torch==2.13.0 triton numpy tqdm onnx onnxscript onnxruntime matplotlib pillow \
           pytest pytest-benchmark hypothesis ruff pybind11 cmake ninja setuptools wheel
 EXT_SOURCES := $(shell find csrc -type f 2>/dev/null) setup.py CMakeLists.txt pyproject.toml
-BENCH_OUT ?= benchmarks/results/cpu-$(shell hostname -s 2>/dev/null || echo local)
+# benchmarks/results/<machine>: the GPU's name on a GPU machine, cpu-<host> otherwise (expanded
+# when the recipe runs, after the venv exists).
+BENCH_OUT ?= benchmarks/results/$(shell $(PY) -m benchmarks.report --machine-name 2>/dev/null || echo cpu-$$(hostname -s))
 
 .PHONY: venv demo test bench lint clean
 

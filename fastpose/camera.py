@@ -215,7 +215,7 @@ def h36m_cameras(subject: str) -> tuple[Camera, ...]:
             f"h36m_cameras: subject {subject!r} has no calibration; expected one of {H36M_SUBJECTS}"
         )
     cams = []
-    for intr, (orientation, translation_mm) in zip(_H36M_INTRINSICS, _H36M_EXTRINSICS[subject]):
+    for intr, (orientation, translation_mm) in zip(_H36M_INTRINSICS, _H36M_EXTRINSICS[subject], strict=True):
         cams.append(
             Camera(
                 id=intr["id"],

@@ -15,6 +15,7 @@ __all__ = ["main"]
 
 _COMMANDS = [
     "fastpose.commands.info",
+    "fastpose.commands.bench",
 ]
 
 

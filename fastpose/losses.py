@@ -21,7 +21,7 @@ empty batch, a single frame for the temporal losses) is 0, not NaN, as for :mod:
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 
@@ -49,7 +49,7 @@ def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-def _check_tensor(fn: str, name: str, x: object, min_dim: int) -> None:
+def _check_tensor(fn: str, name: str, x: object, min_dim: int, layout: str = "(..., J, C)") -> None:
     """A floating tensor with at least ``min_dim`` dims, else TypeError/ValueError naming it."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{fn}: argument '{name}' must be a torch.Tensor, received {type(x).__name__}")
@@ -60,7 +60,7 @@ def _check_tensor(fn: str, name: str, x: object, min_dim: int) -> None:
         )
     if x.dim() < min_dim:
         raise ValueError(
-            f"{fn}: argument '{name}' must have at least {min_dim} dims (..., J, C), "
+            f"{fn}: argument '{name}' must have at least {min_dim} dims {layout}, "
             f"received shape {tuple(x.shape)}"
         )
 
@@ -281,7 +281,7 @@ def bone_length_loss(
     means over bones, of shape (...) with T replaced by T - 1.
     """
     fn = "bone_length_loss"
-    _check_tensor(fn, "predicted", predicted, 3)
+    _check_tensor(fn, "predicted", predicted, 3, "(..., T, J, 3)")
     _check_reduction(fn, reduction)
     d = _time_dim(fn, predicted, dim)
     n_joints = predicted.shape[-2]

@@ -110,7 +110,7 @@ class Skeleton:
     def flip_permutation(self) -> tuple[int, ...]:
         """Joint order of the mirrored pose: ``flipped[..., j, :] = pose[..., perm[j], :]``."""
         perm = list(range(self.num_joints))
-        for left, right in zip(self.joints_left, self.joints_right):
+        for left, right in zip(self.joints_left, self.joints_right, strict=True):
             perm[left], perm[right] = right, left
         return tuple(perm)
 

@@ -93,7 +93,7 @@ FP_HD float fp_exp(float x) {
   return detail::expf_poly(x);
 #endif
 }
-FP_HD double fp_exp(double x) { return exp(x); }
+FP_HD double fp_exp(double x) { return std::exp(x); }
 
 template <typename A> FP_HD A fp_neg_inf() { return -std::numeric_limits<A>::infinity(); }
 
@@ -119,6 +119,12 @@ inline void fp_check_dims(int64_t rows, int64_t d, int64_t h, int64_t w, const c
 
 inline void fp_check_ptr(uintptr_t p, const char* fn, const char* name) {
   fp_check(p != 0, std::string(fn) + ": " + name + " must not be a null pointer");
+}
+
+// The CUDA kernels move 16-byte packs; the Python glue hands them 16-byte aligned buffers (torch
+// allocations are; a misaligned view is copied first).
+inline void fp_check_aligned(uintptr_t p, const char* fn, const char* name) {
+  fp_check(p % 16 == 0, std::string(fn) + ": " + name + " must be 16-byte aligned (pass a fresh contiguous tensor)");
 }
 
 }  // namespace fastpose

@@ -30,7 +30,7 @@ Module names (project) and their torchvision counterparts::
 from __future__ import annotations
 
 import re
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn

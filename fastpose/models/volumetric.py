@@ -53,8 +53,8 @@ root's pixel position is the model's own (soft-argmax) estimate.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 import torch
 import torch.nn.functional as F
@@ -153,14 +153,14 @@ class VolumetricConfig:
         return self.input_size // stride * 2**self.num_deconv
 
     @classmethod
-    def tiny(cls, **overrides) -> "VolumetricConfig":
+    def tiny(cls, **overrides) -> VolumetricConfig:
         """64 x 64 input, (1,1,1,1) blocks of width 8, 32-channel head, 16 x 16 x 16 volume."""
         base = dict(input_size=64, backbone_layers=(1, 1, 1, 1), backbone_width=8, deconv_channels=32,
                     lift_channels=32, depth=16, refine_hidden=64, sigma_2d=1.0, sigma_3d=1.0)
         base.update(overrides)
         return cls(**base)
 
-    def replace(self, **changes) -> "VolumetricConfig":
+    def replace(self, **changes) -> VolumetricConfig:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict:
@@ -169,7 +169,7 @@ class VolumetricConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: Mapping) -> "VolumetricConfig":
+    def from_dict(cls, d: Mapping) -> VolumetricConfig:
         d = dict(d)
         if "backbone_layers" in d:
             d["backbone_layers"] = tuple(d["backbone_layers"])

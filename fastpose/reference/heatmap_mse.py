@@ -30,7 +30,8 @@ exactly 0 in exact arithmetic may come out as a tiny (possibly negative) roundin
 
 from __future__ import annotations
 
-from typing import Sequence
+import math
+from collections.abc import Sequence
 
 import torch
 
@@ -54,7 +55,7 @@ _CONTRACT = {
 
 
 def gaussian_factors(
-    joints: torch.Tensor, sigma: float, sizes: Sequence[int]
+    joints: torch.Tensor, sigma: float, sizes: Sequence[int], dtype: torch.dtype | None = None
 ) -> tuple[torch.Tensor, ...]:
     """Per-axis Gaussian factors of the target.
 
@@ -62,17 +63,18 @@ def gaussian_factors(
         joints: (B, J, n) centres in voxel units ordered (x, y[, z]); any leading dims.
         sigma: the Gaussian standard deviation in voxels (> 0).
         sizes: the volume's spatial shape in ARRAY order, (H, W) or (D, H, W); ``len == n``.
+        dtype: the dtype of the factors; default the accumulation dtype of ``joints`` (float32,
+            float64 for float64 joints). The losses pass their heatmaps' accumulation dtype.
 
     Returns:
         ``(gx, gy)`` or ``(gx, gy, gz)`` in COORDINATE order (same order as ``joints[..., k]``):
-        gx (B, J, W), gy (B, J, H), gz (B, J, D), ``g_a[i] = exp(-(i - mu_a)^2 / (2 sigma^2))``, in
-        the accumulation dtype (float32, float64 for float64 joints).
+        gx (B, J, W), gy (B, J, H), gz (B, J, D), ``g_a[i] = exp(-(i - mu_a)^2 / (2 sigma^2))``.
     """
     n = len(sizes)
-    acc = _compute_dtype(joints.dtype)
+    acc = _compute_dtype(joints.dtype) if dtype is None else dtype
     mu = joints.to(acc)  # (B, J, n)
     inv_two_var = 1.0 / (2.0 * sigma * sigma)  # scalar 1 / (2 sigma^2)
-    factors = []
+    factors = []  # gx, gy[, gz]
     for k in range(n):  # coordinate k (x, y, z) <-> array axis n - 1 - k
         idx = torch.arange(sizes[n - 1 - k], device=joints.device, dtype=acc)  # (S,)
         d = idx - mu[..., k : k + 1]  # (B, J, S) i - mu_k
@@ -87,7 +89,8 @@ def _target(factors: Sequence[torch.Tensor]) -> torch.Tensor:
     t = factors[-1]  # (B, J, S_0) the outermost array axis (z in 3D, y in 2D)
     for g in reversed(factors[:-1]):  # next inner axes: ..., y, x
         # t (B, J, S_0..S_i) -> (B, J, S_0..S_i, 1); g (B, J, S_{i+1}) -> (B, J, 1..1, S_{i+1})
-        t = t.unsqueeze(-1) * g.reshape(g.shape[:-1] + (1,) * (t.dim() - g.dim() + 1) + g.shape[-1:])
+        g = g.reshape(g.shape[:-1] + (1,) * (t.dim() - g.dim() + 1) + g.shape[-1:])  # (B, J, 1.., 1, S)
+        t = t.unsqueeze(-1) * g  # (B, J, S_0..S_{i+1})
     return t  # (B, J, *S)
 
 
@@ -111,23 +114,21 @@ def _heatmap_mse_acc(
     reduction: str,
 ) -> torch.Tensor:
     """Heatmap MSE of ``h`` (B, J, *S) already in the accumulation dtype; result in that dtype."""
-    n = joints.shape[-1]
+    n = joints.shape[-1]  # number of spatial axes
     spatial = tuple(h.shape[-n:])  # (D, H, W) or (H, W)
-    n_vox = 1
-    for s in spatial:
-        n_vox *= s
-    norm = _normaliser(reduction, h.shape[:-n].numel(), n_vox)
-    factors = gaussian_factors(joints, sigma, spatial)  # coordinate order: gx, gy[, gz]
+    n_vox = math.prod(spatial)  # D*H*W
+    norm = _normaliser(reduction, h.shape[:-n].numel(), n_vox)  # B*J*N_vox, N_vox or 1
+    factors = gaussian_factors(joints, sigma, spatial, h.dtype)  # coordinate order: gx, gy[, gz]
     hf = h.reshape(h.shape[:-n] + (n_vox,))  # (B, J, V)
     sum_h2 = torch.einsum("...v,...v->...", hf, hf)  # (B, J) sum_v h^2, one batched dot
     r = h  # (B, J, *S), shrinks by one axis per contraction
-    for eq, g in zip(_CONTRACT[n], factors):  # x (W) first, then y (H), then z (D)
+    for eq, g in zip(_CONTRACT[n], factors, strict=True):  # x (W) first, then y (H), then z (D)
         r = torch.einsum(eq, r, g)  # (B, J, *S[:-1]) ... -> (B, J)
     sum_ht = r  # (B, J) sum_v h_v t_v
     sum_t2 = None  # (B, J) prod_a sum_i g_a[i]^2
     for g in factors:
         sq = (g * g).sum(dim=-1)  # (B, J)
-        sum_t2 = sq if sum_t2 is None else sum_t2 * sq
+        sum_t2 = sq if sum_t2 is None else sum_t2 * sq  # (B, J)
     sse = sum_h2 - 2.0 * sum_ht + sum_t2  # (B, J) sum_v (h - t)^2
     if weights is not None:
         sse = sse * weights.to(h.dtype)  # (B, J) w_bj * SSE_bj
@@ -179,13 +180,11 @@ def _heatmap_mse_backward_acc(
     """dL/dh = grad * 2 w (h - t) / N for ``h`` (B, J, *S) in the accumulation dtype."""
     if grad_out is None:
         return torch.zeros_like(h)  # (B, J, *S) no gradient reached the loss
-    n = joints.shape[-1]
-    spatial = tuple(h.shape[-n:])
-    n_vox = 1
-    for s in spatial:
-        n_vox *= s
-    norm = _normaliser(reduction, h.shape[:-n].numel(), n_vox)
-    t = _target(gaussian_factors(joints, sigma, spatial))  # (B, J, *S) by broadcasting
+    n = joints.shape[-1]  # number of spatial axes
+    spatial = tuple(h.shape[-n:])  # (D, H, W) or (H, W)
+    n_vox = math.prod(spatial)  # D*H*W
+    norm = _normaliser(reduction, h.shape[:-n].numel(), n_vox)  # B*J*N_vox, N_vox or 1
+    t = _target(gaussian_factors(joints, sigma, spatial, h.dtype))  # (B, J, *S) by broadcasting
     coef = grad_out.to(h.dtype) * (2.0 / norm)  # () or (B, J) for "none"
     if weights is not None:
         coef = coef * weights.to(h.dtype)  # (B, J)
@@ -214,5 +213,5 @@ def heatmap_mse_backward(
         (B, J, *S) dL/dheatmaps in heatmaps' dtype.
     """
     h = heatmaps.to(_compute_dtype(heatmaps.dtype))  # (B, J, *S) accumulation dtype
-    grad = _heatmap_mse_backward_acc(grad_out, h, joints, sigma, weights, reduction)
+    grad = _heatmap_mse_backward_acc(grad_out, h, joints, sigma, weights, reduction)  # (B, J, *S)
     return grad.to(heatmaps.dtype)  # (B, J, *S)

@@ -99,7 +99,8 @@ def project_to_2d_backward(
     grad_out (..., J, 2), points (..., J, 3), camera (*C, 9) -> (..., J, 3) in points' dtype.
     """
     acc = _compute_dtype(points.dtype)
-    grad = _project_backward_acc(grad_out.to(acc), points.to(acc), _camera_view(camera, points, acc))
+    cam = _camera_view(camera, points, acc)  # (*C, 1.., 1, 9)
+    grad = _project_backward_acc(grad_out.to(acc), points.to(acc), cam)  # (..., J, 3)
     return grad.to(points.dtype)  # (..., J, 3)
 
 
@@ -151,11 +152,12 @@ def reprojection_loss_backward(
     cam = _camera_view(camera, points, acc)  # (*C, 1.., 1, 9)
     e = _project_acc(pts, cam) - keypoints_2d.to(acc)  # (..., J, 2)
     dist = _guarded_norm(e)  # (..., J)
-    count = max(dist.numel(), 1)
+    count = max(dist.numel(), 1)  # number of (..., j) terms of the mean
     scale = grad_loss.to(acc) / count  # ()
     if weights is not None:
         scale = scale * weights.to(acc)  # (..., J)
     pos = dist > 0  # (..., J)
-    inv = torch.where(pos, 1.0 / torch.where(pos, dist, torch.ones_like(dist)), torch.zeros_like(dist))
+    safe = torch.where(pos, dist, torch.ones_like(dist))  # (..., J) never 0 in the division
+    inv = torch.where(pos, 1.0 / safe, torch.zeros_like(dist))  # (..., J) 1/|e|, 0 at e = 0
     g_out = e * (scale * inv).unsqueeze(-1)  # (..., J, 2) dL/dout
     return _project_backward_acc(g_out, pts, cam).to(points.dtype)  # (..., J, 3)

@@ -56,10 +56,10 @@ def _soft_argmax_acc(z: torch.Tensor, ndim: int) -> tuple[torch.Tensor, torch.Te
     # detached: autograd then sees exactly p = e / s (and lse' = p), without amax sub-gradients.
     m = z.amax(dim=dims, keepdim=True).detach()  # (..., 1, .., 1)
     e = torch.exp(z - m)  # (..., *S) unnormalised probabilities, max entry exactly 1
-    coords = []
+    coords = []  # unnormalised x, y[, z] sums, each (...)
     rest = e  # (..., S_0, .., S_a): the volume with the axes already handled summed out
     for a in range(ndim - 1, -1, -1):  # array axis a = ndim-1 is x (W), then y (H), then z (D)
-        size = rest.shape[-1]
+        size = rest.shape[-1]  # S_a
         # marginal along the last remaining axis: sum over every other remaining spatial axis
         marginal = rest.sum(dim=tuple(range(-a - 1, -1))) if a > 0 else rest  # (..., S_a)
         idx = torch.arange(size, device=z.device, dtype=z.dtype)  # (S_a,) voxel indices
@@ -103,8 +103,8 @@ def _soft_argmax_backward_acc(
     p = torch.exp(z - lse.to(acc).reshape(lse.shape + (1,) * ndim))  # (..., *S) softmax
     bracket = None  # (..., *S) after the loop: sum_k g_k * (v_k - c_k), built by broadcasting
     for k in range(ndim):  # coordinate k (x, y, z) lives on array axis ndim - 1 - k
-        axis = ndim - 1 - k
-        size = z.shape[z.dim() - ndim + axis]
+        axis = ndim - 1 - k  # 0 = outermost spatial axis
+        size = z.shape[z.dim() - ndim + axis]  # S_axis
         idx = torch.arange(size, device=z.device, dtype=acc)  # (S_axis,)
         term = g[..., k : k + 1] * (idx - c[..., k : k + 1])  # (..., S_axis) g_k (v_k - c_k)
         term = _axis_view(term, axis, ndim)  # (..., 1.., S_axis, ..1)

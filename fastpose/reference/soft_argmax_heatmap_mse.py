@@ -58,7 +58,7 @@ def soft_argmax_heatmap_mse_3d(
     logits (B, J, D, H, W), joints (B, J, 3) (x, y, z) voxel units, sigma > 0, weights (B, J) or
     None. Returns coords (B, J, 3) and mse () in logits' dtype. Differentiable by autograd.
     """
-    coords, mse, _ = soft_argmax_heatmap_mse_forward(logits, joints, sigma, weights)
+    coords, mse, _ = soft_argmax_heatmap_mse_forward(logits, joints, sigma, weights)  # (B, J, 3), ()
     return coords.to(logits.dtype), mse.to(logits.dtype)  # (B, J, 3), ()
 
 
@@ -86,5 +86,7 @@ def soft_argmax_heatmap_mse_backward(
     z = logits.to(_compute_dtype(logits.dtype))  # (B, J, D, H, W) accumulation dtype
     grad = _soft_argmax_backward_acc(grad_coords, z, coords, lse)  # (B, J, D, H, W)
     if grad_mse is not None:
-        grad = grad + _heatmap_mse_backward_acc(grad_mse, z, joints, sigma, weights, "mean")
+        grad = grad + _heatmap_mse_backward_acc(
+            grad_mse, z, joints, sigma, weights, "mean"
+        )  # (B, J, D, H, W)
     return grad.to(logits.dtype)  # (B, J, D, H, W)

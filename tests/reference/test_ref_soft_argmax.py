@@ -122,7 +122,9 @@ def test_analytic_backward_matches_autograd(ndim):
     got = soft_argmax_backward(g, x, coords, lse)
     torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-12)
     # each gradient volume sums to zero (softmax is shift invariant)
-    torch.testing.assert_close(got.sum(dim=tuple(range(2, 2 + ndim))), torch.zeros(3, 18, dtype=torch.float64))
+    torch.testing.assert_close(
+        got.sum(dim=tuple(range(2, 2 + ndim))), torch.zeros(3, 18, dtype=torch.float64)
+    )
     assert torch.equal(soft_argmax_backward(None, x, coords, lse), torch.zeros_like(x))
 
 

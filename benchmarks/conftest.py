@@ -1,0 +1,115 @@
+"""Parametrisation and machine record of the benchmark suites (``benchmarks/test_bench_<stem>.py``).
+
+Each suite declares ``OPS`` and one test taking the ``bench_item`` parameter; this file expands it
+into (case, mode, provider) items from :mod:`benchmarks._common` and the backend registry, so a
+backend that registers itself is benchmarked with no edit here.
+
+Two regimes:
+
+- ``--benchmark-disable`` (CI, ``make test``): each item runs exactly once at a tiny shape and its
+  outputs / gradient are checked against float64 reference math -- a correctness pass of every
+  provider (the Triton interpreter included on the CPU), compiled reference in ``CI_COMPILED`` only;
+- otherwise (``make bench``, ``gpu_run.sh``): the paper shapes in every mode plus the sweeps,
+  timed; the Triton interpreter is not timed on the CPU.
+
+Options: ``--bench-cases auto|tiny|paper|all`` (auto: tiny when disabled, else all),
+``--bench-device cpu|cuda`` (default: cuda when available), ``--bench-providers a,b`` (filter).
+``FASTPOSE_BENCH_THREADS=n`` sets torch's CPU thread count (recorded with the results).
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from benchmarks._common import (
+    CI_COMPILED,
+    PROVIDERS,
+    BenchItem,
+    cases_for,
+    machine_record,
+    providers_for,
+)
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("fastpose benchmarks")
+    group.addoption("--bench-cases", default="auto", choices=("auto", "tiny", "paper", "all"),
+                    help="shapes to benchmark: tiny (CI), paper, all (paper + sweeps); "
+                         "auto = tiny under --benchmark-disable, else all")
+    group.addoption("--bench-device", default=None, choices=("cpu", "cuda"),
+                    help="device to benchmark (default: cuda when available, else cpu)")
+    group.addoption("--bench-providers", default="",
+                    help=f"comma-separated subset of {', '.join(PROVIDERS)} (default: all available)")
+
+
+def pytest_configure(config):
+    threads = os.environ.get("FASTPOSE_BENCH_THREADS")
+    if threads:
+        torch.set_num_threads(int(threads))
+
+
+def _device(config) -> str:
+    dev = config.getoption("bench_device") or ("cuda" if torch.cuda.is_available() else "cpu")
+    if dev == "cuda" and not torch.cuda.is_available():
+        raise pytest.UsageError("--bench-device cuda: torch.cuda.is_available() is False on this machine")
+    return dev
+
+
+def _items(config, ops) -> list[BenchItem]:
+    disabled = bool(config.getoption("benchmark_disable", False))
+    selection = config.getoption("bench_cases")
+    if selection == "auto":
+        selection = "tiny" if disabled else "all"
+    device = _device(config)
+    wanted = {p.strip() for p in config.getoption("bench_providers").split(",") if p.strip()}
+    unknown = wanted - set(PROVIDERS)
+    if unknown:
+        raise pytest.UsageError(f"--bench-providers: unknown {sorted(unknown)}; expected some of {PROVIDERS}")
+    items: list[BenchItem] = []
+    for op in ops:
+        providers = providers_for(op, device, timing=not disabled)
+        if wanted:
+            providers = [p for p in providers if p in wanted]
+        for case in cases_for(op, device, selection):
+            for mode in case.modes:
+                for provider in providers:
+                    if disabled:
+                        # CI budget: compile only the listed pairs; the Triton interpreter only in
+                        # forward+backward (it checks both outputs and gradient in one run).
+                        if provider == "reference-compiled" and (op, mode) not in CI_COMPILED:
+                            continue
+                        if provider == "triton" and device == "cpu" and mode != "forward+backward":
+                            continue
+                    tiny = case.kind == "tiny"
+                    memory = (not disabled and case.kind in ("paper", "tiny")) or (
+                        disabled and op == "soft_argmax_heatmap_mse_3d" and mode == "forward+backward"
+                        and provider != "triton")
+                    items.append(BenchItem(case, mode, provider, device, measure_memory=memory,
+                                           check=tiny or case.kind == "paper"))
+    return items
+
+
+def pytest_generate_tests(metafunc):
+    if "bench_item" not in metafunc.fixturenames:
+        return
+    ops = getattr(metafunc.module, "OPS", None)
+    if not ops:
+        raise pytest.UsageError(f"{metafunc.module.__name__}: a benchmark suite must declare OPS")
+    items = _items(metafunc.config, ops)
+    metafunc.parametrize("bench_item", items, ids=[it.id for it in items])
+
+
+def pytest_benchmark_update_machine_info(config, machine_info):
+    """Stored with the JSON: machine, versions, threads, load, copy bandwidth, git revision."""
+    machine_info.update(machine_record(_device(config)))
+
+
+def pytest_benchmark_update_json(config, benchmarks, output_json):
+    output_json["fastpose"] = {
+        "bench_cases": config.getoption("bench_cases"),
+        "bench_providers": config.getoption("bench_providers"),
+        "schema": 1,
+    }

@@ -1,0 +1,143 @@
+// The Python module fastpose._C: pybind11 bindings of the framework-free kernels.
+//
+// Every kernel function takes a dtype code (0 float32, 1 float64, 2 float16, 3 bfloat16), data
+// pointers as integers (torch's Tensor.data_ptr(); 0 for "absent"), sizes, and either a thread
+// count (CPU, OpenMP) or a device index and a cudaStream_t as an integer (CUDA). The caller
+// (fastpose/ops/native) allocates every buffer with torch and validates shapes; the functions here
+// re-check what would make them read or write out of bounds and raise ValueError otherwise.
+// The GIL is released while a kernel runs.
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include "common/build_info.h"
+#include "heatmap_mse/heatmap_mse.h"
+#include "projection/projection.h"
+#include "row_scale/row_scale.h"
+#include "soft_argmax/soft_argmax.h"
+#include "soft_argmax_heatmap_mse/soft_argmax_heatmap_mse.h"
+
+namespace py = pybind11;
+using py::arg;
+
+#ifndef FASTPOSE_VERSION
+#define FASTPOSE_VERSION "0.0.0"
+#endif
+
+namespace {
+
+py::dict build_info() {
+  const fastpose::CpuBuildInfo cpu = fastpose::cpu_build_info();
+  py::dict d;
+  d["version"] = FASTPOSE_VERSION;
+  d["compiler"] = cpu.compiler;
+  d["cxx_standard"] = cpu.cxx_standard;
+  d["openmp"] = cpu.openmp;
+  d["omp_max_threads"] = cpu.omp_max_threads;
+  d["cpu_simd"] = cpu.simd;
+  d["build_type"] = cpu.build_type;
+#if defined(FASTPOSE_WITH_CUDA)
+  const fastpose::CudaBuildInfo cu = fastpose::cuda_build_info();
+  d["cuda"] = true;
+  d["nvcc"] = cu.nvcc;
+  d["cuda_archs"] = cu.archs;
+  d["cuda_runtime_version"] = cu.runtime_version;
+  d["cuda_driver_version"] = cu.driver_version;
+  d["cuda_device_count"] = cu.device_count;
+  d["cuda_device_error"] = cu.device_error;
+#else
+  d["cuda"] = false;
+  d["nvcc"] = py::none();
+  d["cuda_archs"] = py::list();
+#endif
+  return d;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_C, m) {
+  m.doc() = "fastpose compiled kernels (C++/OpenMP, and CUDA when built with it); see csrc/";
+  m.def("build_info", &build_info,
+        "dict: version, compiler, cxx_standard, openmp, omp_max_threads, cpu_simd, build_type, cuda, nvcc, "
+        "cuda_archs (+ cuda runtime/driver/device count when built with CUDA)");
+#if defined(FASTPOSE_WITH_CUDA)
+  m.attr("WITH_CUDA") = true;
+#else
+  m.attr("WITH_CUDA") = false;
+#endif
+  const auto nogil = py::call_guard<py::gil_scoped_release>();
+
+  // ---- row_scale (the skeleton kernel): out[r, i] = src[r, i] * scale[r]
+  m.def("row_scale_cpu", &fastpose::row_scale::forward_cpu, arg("dtype"), arg("src"), arg("scale"), arg("out"),
+        arg("rows"), arg("cols"), arg("threads"), nogil);
+
+  // ---- soft_argmax
+  m.def("soft_argmax_forward_cpu", &fastpose::soft_argmax::forward_cpu, arg("dtype"), arg("logits"), arg("rows"),
+        arg("d"), arg("h"), arg("w"), arg("ndim"), arg("coords"), arg("stats"), arg("threads"), nogil);
+  m.def("soft_argmax_backward_cpu", &fastpose::soft_argmax::backward_cpu, arg("dtype"), arg("grad_coords"),
+        arg("logits"), arg("stats"), arg("rows"), arg("d"), arg("h"), arg("w"), arg("ndim"), arg("grad_logits"),
+        arg("threads"), nogil);
+  m.attr("SOFT_ARGMAX_STATS") = fastpose::soft_argmax::kStats;
+
+  // ---- heatmap_mse
+  m.def("heatmap_mse_forward_cpu", &fastpose::heatmap_mse::forward_cpu, arg("dtype"), arg("heatmaps"), arg("rows"),
+        arg("d"), arg("h"), arg("w"), arg("ndim"), arg("joints"), arg("sigma"), arg("weights"), arg("loss_rows"),
+        arg("grad"), arg("grad_scale"), arg("threads"), nogil);
+
+  // ---- soft_argmax_heatmap_mse (fused head)
+  m.def("soft_argmax_heatmap_mse_forward_cpu", &fastpose::soft_argmax_heatmap_mse::forward_cpu, arg("dtype"),
+        arg("logits"), arg("rows"), arg("d"), arg("h"), arg("w"), arg("joints"), arg("sigma"), arg("weights"),
+        arg("coords"), arg("stats"), arg("loss_rows"), arg("threads"), nogil);
+  m.def("soft_argmax_heatmap_mse_backward_cpu", &fastpose::soft_argmax_heatmap_mse::backward_cpu, arg("dtype"),
+        arg("grad_coords"), arg("grad_mse"), arg("logits"), arg("rows"), arg("d"), arg("h"), arg("w"),
+        arg("joints"), arg("sigma"), arg("weights"), arg("stats"), arg("mse_scale"), arg("grad_logits"),
+        arg("threads"), nogil);
+
+  // ---- projection
+  m.def("project_forward_cpu", &fastpose::projection::project_forward_cpu, arg("dtype"), arg("points"),
+        arg("npoints"), arg("camera"), arg("ncams"), arg("out"), arg("threads"), nogil);
+  m.def("project_backward_cpu", &fastpose::projection::project_backward_cpu, arg("dtype"), arg("grad_out"),
+        arg("points"), arg("npoints"), arg("camera"), arg("ncams"), arg("grad_points"), arg("threads"), nogil);
+  m.def("reprojection_forward_cpu", &fastpose::projection::reprojection_forward_cpu, arg("dtype"), arg("points"),
+        arg("npoints"), arg("camera"), arg("ncams"), arg("keypoints"), arg("weights"), arg("scale"), arg("loss"),
+        arg("grad"), arg("threads"), nogil);
+
+#if defined(FASTPOSE_WITH_CUDA)
+  m.def("row_scale_cuda", &fastpose::row_scale::forward_cuda, arg("dtype"), arg("src"), arg("scale"), arg("out"),
+        arg("rows"), arg("cols"), arg("device"), arg("stream"), nogil);
+
+  m.def("soft_argmax_workspace_cuda", &fastpose::soft_argmax::workspace_elems_cuda, arg("dtype"), arg("rows"),
+        arg("d"), arg("h"), arg("w"));
+  m.def("soft_argmax_forward_cuda", &fastpose::soft_argmax::forward_cuda, arg("dtype"), arg("logits"), arg("rows"),
+        arg("d"), arg("h"), arg("w"), arg("ndim"), arg("coords"), arg("stats"), arg("workspace"), arg("device"),
+        arg("stream"), nogil);
+  m.def("soft_argmax_backward_cuda", &fastpose::soft_argmax::backward_cuda, arg("dtype"), arg("grad_coords"),
+        arg("logits"), arg("stats"), arg("rows"), arg("d"), arg("h"), arg("w"), arg("ndim"), arg("grad_logits"),
+        arg("device"), arg("stream"), nogil);
+
+  m.def("heatmap_mse_workspace_cuda", &fastpose::heatmap_mse::workspace_elems_cuda, arg("dtype"), arg("rows"),
+        arg("d"), arg("h"), arg("w"));
+  m.def("heatmap_mse_forward_cuda", &fastpose::heatmap_mse::forward_cuda, arg("dtype"), arg("heatmaps"), arg("rows"),
+        arg("d"), arg("h"), arg("w"), arg("ndim"), arg("joints"), arg("sigma"), arg("weights"), arg("loss_rows"),
+        arg("grad"), arg("grad_scale"), arg("workspace"), arg("device"), arg("stream"), nogil);
+
+  m.def("soft_argmax_heatmap_mse_workspace_cuda", &fastpose::soft_argmax_heatmap_mse::workspace_elems_cuda,
+        arg("dtype"), arg("rows"), arg("d"), arg("h"), arg("w"));
+  m.def("soft_argmax_heatmap_mse_forward_cuda", &fastpose::soft_argmax_heatmap_mse::forward_cuda, arg("dtype"),
+        arg("logits"), arg("rows"), arg("d"), arg("h"), arg("w"), arg("joints"), arg("sigma"), arg("weights"),
+        arg("coords"), arg("stats"), arg("loss_rows"), arg("workspace"), arg("device"), arg("stream"), nogil);
+  m.def("soft_argmax_heatmap_mse_backward_cuda", &fastpose::soft_argmax_heatmap_mse::backward_cuda, arg("dtype"),
+        arg("grad_coords"), arg("grad_mse"), arg("logits"), arg("rows"), arg("d"), arg("h"), arg("w"),
+        arg("joints"), arg("sigma"), arg("weights"), arg("stats"), arg("mse_scale"), arg("grad_logits"),
+        arg("device"), arg("stream"), nogil);
+
+  m.def("project_forward_cuda", &fastpose::projection::project_forward_cuda, arg("dtype"), arg("points"),
+        arg("npoints"), arg("camera"), arg("ncams"), arg("out"), arg("device"), arg("stream"), nogil);
+  m.def("project_backward_cuda", &fastpose::projection::project_backward_cuda, arg("dtype"), arg("grad_out"),
+        arg("points"), arg("npoints"), arg("camera"), arg("ncams"), arg("grad_points"), arg("device"),
+        arg("stream"), nogil);
+  m.def("reprojection_workspace_cuda", &fastpose::projection::reprojection_workspace_elems_cuda, arg("npoints"));
+  m.def("reprojection_forward_cuda", &fastpose::projection::reprojection_forward_cuda, arg("dtype"), arg("points"),
+        arg("npoints"), arg("camera"), arg("ncams"), arg("keypoints"), arg("weights"), arg("scale"), arg("loss"),
+        arg("grad"), arg("workspace"), arg("device"), arg("stream"), nogil);
+#endif
+}

@@ -1,0 +1,211 @@
+// project_to_2d / reprojection_loss on the CPU: OpenMP over fixed chunks of points; inside a chunk,
+// runs of points that share a camera are processed with the camera held in registers (the inner
+// loops vectorise). The reprojection loss is summed per chunk in double and the chunk sums are
+// added in chunk order, so the result does not depend on the number of threads.
+#include <omp.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "projection.h"
+
+namespace fastpose {
+namespace projection {
+namespace {
+
+constexpr int64_t kChunkPoints = 4096;
+
+int resolve_threads(int threads) { return threads > 0 ? threads : omp_get_max_threads(); }
+
+template <typename T>
+FP_CPU_CLONES void forward_run(const T* __restrict p, int64_t n, const Camera<T> c, T* __restrict out) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) {
+    T ox, oy;
+    project_point(p[3 * i], p[3 * i + 1], p[3 * i + 2], c, ox, oy);
+    out[2 * i] = ox;
+    out[2 * i + 1] = oy;
+  }
+}
+
+template <typename T>
+FP_CPU_CLONES void backward_run(const T* __restrict go, const T* __restrict p, int64_t n, const Camera<T> c,
+                                T* __restrict gp) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) {
+    T gx, gy, gz;
+    project_point_backward(p[3 * i], p[3 * i + 1], p[3 * i + 2], c, go[2 * i], go[2 * i + 1], gx, gy, gz);
+    gp[3 * i] = gx;
+    gp[3 * i + 1] = gy;
+    gp[3 * i + 2] = gz;
+  }
+}
+
+// Sum over a run of w * ||proj - kp|| (in T lanes, then double) and, if kGrad, the gradient.
+template <typename T, bool kGrad>
+FP_CPU_CLONES double reproj_run(const T* __restrict p, const T* __restrict kp, const T* __restrict wt, int64_t n,
+                                const Camera<T> c, T scale, T* __restrict gp) {
+  constexpr int L = 64 / sizeof(T);
+  T acc[L];
+  for (int l = 0; l < L; ++l) acc[l] = T(0);
+  int64_t i = 0;
+  for (; i + L <= n; i += L) {
+#pragma omp simd
+    for (int l = 0; l < L; ++l) {
+      const int64_t j = i + l;
+      T gx, gy, gz;
+      acc[l] += reprojection_point(p[3 * j], p[3 * j + 1], p[3 * j + 2], c, kp[2 * j], kp[2 * j + 1],
+                                   wt ? wt[j] : T(1), scale, kGrad, gx, gy, gz);
+      if constexpr (kGrad) {
+        gp[3 * j] = gx;
+        gp[3 * j + 1] = gy;
+        gp[3 * j + 2] = gz;
+      }
+    }
+  }
+  for (; i < n; ++i) {
+    T gx, gy, gz;
+    acc[0] += reprojection_point(p[3 * i], p[3 * i + 1], p[3 * i + 2], c, kp[2 * i], kp[2 * i + 1],
+                                 wt ? wt[i] : T(1), scale, kGrad, gx, gy, gz);
+    if constexpr (kGrad) {
+      gp[3 * i] = gx;
+      gp[3 * i + 1] = gy;
+      gp[3 * i + 2] = gz;
+    }
+  }
+  for (int w = L / 2; w >= 1; w /= 2)
+    for (int l = 0; l < w; ++l) acc[l] += acc[l + w];
+  return static_cast<double>(acc[0]);
+}
+
+// Calls fn(first_point, count, camera) for every run of points of chunk [p0, p1) sharing a camera.
+template <typename T, typename Fn>
+void for_camera_runs(int64_t p0, int64_t p1, int64_t per_cam, const T* camera, Fn&& fn) {
+  int64_t i = p0;
+  while (i < p1) {
+    const int64_t ci = i / per_cam;
+    const int64_t end = std::min(p1, (ci + 1) * per_cam);
+    fn(i, end - i, load_camera<T>(camera + ci * kCam));
+    i = end;
+  }
+}
+
+void check_common(int dtype, int64_t npoints, int64_t ncams, const char* fn) {
+  fp_check_dtype_cpu(dtype, fn);
+  fp_check(npoints >= 0, std::string(fn) + ": npoints must be >= 0");
+  fp_check(npoints == 0 || (ncams >= 1 && npoints % ncams == 0),
+           std::string(fn) + ": ncams must divide npoints, got npoints=" + std::to_string(npoints) +
+               " ncams=" + std::to_string(ncams));
+}
+
+template <typename T>
+void forward_impl(const T* points, int64_t npoints, const T* camera, int64_t ncams, T* out, int threads) {
+  const int64_t per_cam = npoints / ncams, chunks = (npoints + kChunkPoints - 1) / kChunkPoints;
+#pragma omp parallel for schedule(static) num_threads(resolve_threads(threads)) if (chunks > 1)
+  for (int64_t ch = 0; ch < chunks; ++ch) {
+    const int64_t p0 = ch * kChunkPoints, p1 = std::min(npoints, p0 + kChunkPoints);
+    for_camera_runs(p0, p1, per_cam, camera, [&](int64_t i, int64_t n, const Camera<T>& c) {
+      forward_run<T>(points + 3 * i, n, c, out + 2 * i);
+    });
+  }
+}
+
+template <typename T>
+void backward_impl(const T* go, const T* points, int64_t npoints, const T* camera, int64_t ncams, T* gp,
+                   int threads) {
+  const int64_t per_cam = npoints / ncams, chunks = (npoints + kChunkPoints - 1) / kChunkPoints;
+#pragma omp parallel for schedule(static) num_threads(resolve_threads(threads)) if (chunks > 1)
+  for (int64_t ch = 0; ch < chunks; ++ch) {
+    const int64_t p0 = ch * kChunkPoints, p1 = std::min(npoints, p0 + kChunkPoints);
+    for_camera_runs(p0, p1, per_cam, camera, [&](int64_t i, int64_t n, const Camera<T>& c) {
+      backward_run<T>(go + 2 * i, points + 3 * i, n, c, gp + 3 * i);
+    });
+  }
+}
+
+template <typename T>
+void reproj_impl(const T* points, int64_t npoints, const T* camera, int64_t ncams, const T* kp, const T* wt,
+                 double scale, T* loss, T* grad, int threads) {
+  if (npoints == 0) {
+    *loss = T(0);  // a mean over no points is 0 (documented), not NaN
+    return;
+  }
+  const int64_t per_cam = npoints / ncams, chunks = (npoints + kChunkPoints - 1) / kChunkPoints;
+  std::vector<double> part(static_cast<size_t>(chunks));
+  const T sc = static_cast<T>(scale);
+#pragma omp parallel for schedule(static) num_threads(resolve_threads(threads)) if (chunks > 1)
+  for (int64_t ch = 0; ch < chunks; ++ch) {
+    const int64_t p0 = ch * kChunkPoints, p1 = std::min(npoints, p0 + kChunkPoints);
+    double s = 0.0;
+    for_camera_runs(p0, p1, per_cam, camera, [&](int64_t i, int64_t n, const Camera<T>& c) {
+      const T* w = wt ? wt + i : nullptr;
+      if (grad)
+        s += reproj_run<T, true>(points + 3 * i, kp + 2 * i, w, n, c, sc, grad + 3 * i);
+      else
+        s += reproj_run<T, false>(points + 3 * i, kp + 2 * i, w, n, c, sc, nullptr);
+    });
+    part[ch] = s;
+  }
+  double total = 0.0;
+  for (int64_t ch = 0; ch < chunks; ++ch) total += part[ch];
+  *loss = static_cast<T>(total * scale);
+}
+
+}  // namespace
+
+void project_forward_cpu(int dtype, uintptr_t points, int64_t npoints, uintptr_t camera, int64_t ncams,
+                         uintptr_t out, int threads) {
+  const char* fn = "projection.project_forward_cpu";
+  check_common(dtype, npoints, ncams, fn);
+  if (npoints == 0) return;
+  fp_check_ptr(points, fn, "points");
+  fp_check_ptr(camera, fn, "camera");
+  fp_check_ptr(out, fn, "out");
+  if (dtype == 0)
+    forward_impl(reinterpret_cast<const float*>(points), npoints, reinterpret_cast<const float*>(camera), ncams,
+                 reinterpret_cast<float*>(out), threads);
+  else
+    forward_impl(reinterpret_cast<const double*>(points), npoints, reinterpret_cast<const double*>(camera), ncams,
+                 reinterpret_cast<double*>(out), threads);
+}
+
+void project_backward_cpu(int dtype, uintptr_t grad_out, uintptr_t points, int64_t npoints, uintptr_t camera,
+                          int64_t ncams, uintptr_t grad_points, int threads) {
+  const char* fn = "projection.project_backward_cpu";
+  check_common(dtype, npoints, ncams, fn);
+  if (npoints == 0) return;
+  fp_check_ptr(grad_out, fn, "grad_out");
+  fp_check_ptr(points, fn, "points");
+  fp_check_ptr(camera, fn, "camera");
+  fp_check_ptr(grad_points, fn, "grad_points");
+  if (dtype == 0)
+    backward_impl(reinterpret_cast<const float*>(grad_out), reinterpret_cast<const float*>(points), npoints,
+                  reinterpret_cast<const float*>(camera), ncams, reinterpret_cast<float*>(grad_points), threads);
+  else
+    backward_impl(reinterpret_cast<const double*>(grad_out), reinterpret_cast<const double*>(points), npoints,
+                  reinterpret_cast<const double*>(camera), ncams, reinterpret_cast<double*>(grad_points), threads);
+}
+
+void reprojection_forward_cpu(int dtype, uintptr_t points, int64_t npoints, uintptr_t camera, int64_t ncams,
+                              uintptr_t keypoints, uintptr_t weights, double scale, uintptr_t loss, uintptr_t grad,
+                              int threads) {
+  const char* fn = "projection.reprojection_forward_cpu";
+  check_common(dtype, npoints, ncams, fn);
+  fp_check_ptr(loss, fn, "loss");
+  if (npoints > 0) {
+    fp_check_ptr(points, fn, "points");
+    fp_check_ptr(camera, fn, "camera");
+    fp_check_ptr(keypoints, fn, "keypoints");
+  }
+  if (dtype == 0)
+    reproj_impl(reinterpret_cast<const float*>(points), npoints, reinterpret_cast<const float*>(camera), ncams,
+                reinterpret_cast<const float*>(keypoints), reinterpret_cast<const float*>(weights), scale,
+                reinterpret_cast<float*>(loss), reinterpret_cast<float*>(grad), threads);
+  else
+    reproj_impl(reinterpret_cast<const double*>(points), npoints, reinterpret_cast<const double*>(camera), ncams,
+                reinterpret_cast<const double*>(keypoints), reinterpret_cast<const double*>(weights), scale,
+                reinterpret_cast<double*>(loss), reinterpret_cast<double*>(grad), threads);
+}
+
+}  // namespace projection
+}  // namespace fastpose

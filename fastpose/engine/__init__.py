@@ -1,0 +1,1 @@
+"""Deployment engines: ONNX (ONNX Runtime), AOTInductor and TensorRT, and latency measurement."""

@@ -1,0 +1,103 @@
+"""torch.export of a :class:`~fastpose.engine._models.Deployable`, shared by the ONNX and AOTInductor paths.
+
+The fused ops are ``torch.library`` custom ops, one per backend (``fastpose::<op>_<backend>``).
+Exports always run under ``fastpose.use_backend("reference")``, so the exported graph holds only
+the reference backend's ops (``fastpose::<op>_reference``), whatever backend the machine would
+pick at run time. Each engine then lowers exactly those ops, through one table each:
+
+* ONNX: :data:`fastpose.engine._onnx_ops.TRANSLATIONS`, onnxscript functions emitting standard
+  ONNX operators (Softmax, ReduceSum, MatMul, ...);
+* AOTInductor: :func:`fastpose.engine.aoti.decomposition_table`, the reference math
+  (``fastpose.reference``, plain aten), which Inductor then fuses and compiles.
+
+Any other ``fastpose::`` op left in the graph (a model that names ``backend=`` itself) is an
+error that says so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from ._common import BATCH
+from ._models import Deployable
+
+__all__ = ["REFERENCE_OPS", "export_program", "fastpose_ops_in"]
+
+# The reference backend's forward custom ops (fastpose/ops/*.py), i.e. what an export can contain.
+REFERENCE_OPS = (
+    "soft_argmax_2d_reference",
+    "soft_argmax_3d_reference",
+    "heatmap_mse_2d_reference",
+    "heatmap_mse_3d_reference",
+    "soft_argmax_heatmap_mse_3d_reference",
+    "project_to_2d_reference",
+    "reprojection_loss_reference",
+)
+
+
+def reference_overload(name: str) -> torch._ops.OpOverload:
+    """``torch.ops.fastpose.<name>.default``, with a clear error when fastpose.ops lacks it."""
+    import fastpose.ops  # noqa: F401  (registers the ops)
+
+    try:
+        return getattr(torch.ops.fastpose, name).default
+    except (AttributeError, RuntimeError) as exc:
+        raise RuntimeError(
+            f"custom op fastpose::{name} is not registered (fastpose.ops changed?); the engine lowering "
+            f"tables expect the reference ops {REFERENCE_OPS}"
+        ) from exc
+
+
+def fastpose_ops_in(gm: torch.fx.GraphModule) -> set[str]:
+    """Names (without namespace) of the ``fastpose::`` ops called in a graph."""
+    names = set()
+    for node in gm.graph.nodes:
+        if node.op == "call_function" and isinstance(node.target, torch._ops.OpOverload):
+            if node.target.namespace == "fastpose":
+                names.add(node.target._opname)
+    return names
+
+
+def export_program(dep: Deployable, inputs: Sequence[Tensor], dynamic_batch: bool = True,
+                   max_batch: int = 1024) -> torch.export.ExportedProgram:
+    """torch.export ``dep.module`` on ``inputs`` under the reference backend.
+
+    With ``dynamic_batch`` dimension 0 of every input is one symbolic size ``batch`` in
+    [1, max_batch] (export with an example batch >= 2: torch.export specialises sizes 0 and 1).
+    """
+    import fastpose
+
+    inputs = tuple(inputs)
+    if dynamic_batch:
+        if any(t.shape[0] < 2 for t in inputs):
+            raise ValueError("export_program: export a dynamic batch with an example batch >= 2 "
+                             f"(sizes 0/1 are specialised); received shapes {[tuple(t.shape) for t in inputs]}")
+        dim = torch.export.Dim(BATCH, min=1, max=max_batch)
+        per_input = tuple({0: dim} for _ in inputs)
+        varargs = _varargs_name(dep.module)
+        # forward(*tensors) takes its specs as {"tensors": (...)}; forward(a, b) as a plain tuple
+        dynamic_shapes = {varargs: per_input} if varargs else per_input
+    else:
+        dynamic_shapes = None
+    dep.module.eval()
+    with fastpose.use_backend("reference"):
+        ep = torch.export.export(dep.module, inputs, dynamic_shapes=dynamic_shapes)
+    foreign = sorted(n for n in fastpose_ops_in(ep.graph_module) if n not in REFERENCE_OPS)
+    if foreign:
+        raise RuntimeError(
+            f"export of {dep.name}: the graph calls fastpose ops {foreign} of a non-reference backend; the "
+            "engines lower only the reference ops (the model must not pass backend= to fastpose.ops)"
+        )
+    return ep
+
+
+def _varargs_name(module: torch.nn.Module) -> str | None:
+    import inspect
+
+    for p in inspect.signature(module.forward).parameters.values():
+        if p.kind is inspect.Parameter.VAR_POSITIONAL:
+            return p.name
+    return None

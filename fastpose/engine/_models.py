@@ -1,0 +1,284 @@
+"""What the engines deploy: the two models (and each fused op) as tensor-in, tuple-out modules.
+
+A :class:`Deployable` is an eval-mode ``nn.Module`` whose ``forward`` takes tensors positionally
+and returns a tuple of tensors, plus the names of those tensors and a way to make example inputs.
+Dimension 0 of every input and output is the (dynamic) batch.
+
+* ``spgnet``: batched sliding-window lifting. Input ``keypoints_2d`` (B, R, J, 2) = B windows of
+  R frames (R the receptive field, 243 by default here) in normalised screen coordinates; outputs
+  ``pose`` (B, J, 3) root-relative metres of each window's centre frame and ``trajectory``
+  (B, 1, 3) the root in the camera frame. Runs SPGNet's strided path (only the positions the
+  centre frame needs; equal to the full model in eval mode).
+* ``volumetric``: input ``images`` (B, 3, S, S) floats in [0, 1]; outputs ``coords`` (B, J, 3)
+  soft-argmax voxels and ``pose`` (B, J, 3) root-relative normalised coordinates. The volume
+  itself (B x J x D x H x W) is not an output: it is consumed by the soft-argmax inside the engine.
+* ``op:<name>``: one fused op of :mod:`fastpose.ops` with its float arguments fixed.
+
+Precision: fp16 / bf16 deployables hold their weights in that dtype and take inputs in it. The
+volumetric model's refinement MLP stays float32: the model hands it float32 coordinates
+(``pose_from_coords`` calls ``coords.float()``), and the block is ~0.1 % of the FLOPs.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from ._common import dtype_name, precision_dtype
+
+__all__ = [
+    "MODELS",
+    "OP_SIGNATURES",
+    "Deployable",
+    "build_model",
+    "deployable",
+    "model_deployable",
+    "op_deployable",
+]
+
+MODELS = ("spgnet", "volumetric")
+
+# Deployment default for SPGNet: the paper's 243-frame receptive field (3^5). SPGNetConfig's own
+# default is the 27-frame training model.
+SPGNET_DEPLOY_DEFAULTS = {"filter_widths": (3, 3, 3, 3, 3)}
+
+
+@dataclasses.dataclass
+class Deployable:
+    """An eval-mode module with positional tensor inputs and a tuple of tensor outputs."""
+
+    name: str
+    module: nn.Module
+    input_names: list[str]
+    output_names: list[str]
+    make_inputs: Callable[[int, torch.dtype, torch.device, torch.Generator], tuple[Tensor, ...]]
+    config: dict
+    dtype: torch.dtype = torch.float32  # dtype of the floating inputs / weights
+
+    def example_inputs(self, batch: int = 2, device: str | torch.device = "cpu", seed: int = 0) -> tuple[Tensor, ...]:
+        """Random inputs (never constant) of the deployable's dtype; batch ``batch``."""
+        if batch < 1:
+            raise ValueError(f"argument 'batch': expected >= 1, received {batch}")
+        g = torch.Generator().manual_seed(seed)
+        return tuple(t.to(device) for t in self.make_inputs(batch, self.dtype, torch.device("cpu"), g))
+
+    def to(self, dtype: torch.dtype | None = None, device: str | torch.device | None = None) -> Deployable:
+        """A copy with weights (and future inputs) in ``dtype`` and/or on ``device``."""
+        module = copy.deepcopy(self.module)
+        if dtype is not None:
+            module = module.to(dtype)
+            fixup = getattr(module, "keep_float32", None)
+            if fixup is not None:
+                fixup()
+        if device is not None:
+            module = module.to(device)
+        return dataclasses.replace(self, module=module.eval(), dtype=dtype or self.dtype)
+
+    def __call__(self, *inputs: Tensor) -> tuple[Tensor, ...]:
+        with torch.inference_mode():
+            return tuple(self.module(*inputs))
+
+
+# ------------------------------------------------------------------------------------------- models
+class _SPGNetWindows(nn.Module):
+    """(B, R, J, 2) windows -> pose (B, J, 3)[, trajectory (B, 1, 3)] of each window's centre frame."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, keypoints_2d: Tensor) -> tuple[Tensor, ...]:
+        out = self.model(keypoints_2d, strided=True)  # pose (B, 1, J, 3), trajectory (B, 1, 1, 3)
+        pose = out.pose[:, 0]  # (B, J, 3)
+        if out.trajectory is None:
+            return (pose,)
+        return pose, out.trajectory[:, 0]  # (B, J, 3), (B, 1, 3)
+
+
+class _VolumetricImages(nn.Module):
+    """images (B, 3, S, S) in [0, 1] -> coords (B, J, 3) voxels, pose (B, J, 3) normalised."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def keep_float32(self) -> None:
+        # The model feeds the refinement block float32 (coords.float()): keep that block float32.
+        if getattr(self.model, "refine", None) is not None:
+            self.model.refine.float()
+
+    def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        out = self.model(images)
+        return out["coords"], out["pose"]
+
+
+def _load_checkpoint(name: str, path: str | Path) -> tuple[dict, dict]:
+    """(architecture record without 'model', state dict) of a fastpose training checkpoint."""
+    from ..train.common import load_checkpoint
+
+    ckpt = load_checkpoint(path, expected_model=name, map_location="cpu")
+    arch = {k: v for k, v in ckpt["arch"].items() if k != "model"}
+    return arch, ckpt["model"]
+
+
+def build_model(name: str, checkpoint: str | Path | None = None, config: Mapping | None = None) -> nn.Module:
+    """The model ``name`` ('spgnet' | 'volumetric') in eval mode.
+
+    ``checkpoint``: a checkpoint written by ``fastpose train`` (its architecture record builds the
+    model, its weights are loaded); without one, freshly initialised weights (for latency work).
+    ``config``: overrides of the architecture (``SPGNetConfig`` / ``VolumetricConfig`` fields);
+    not allowed together with a checkpoint, whose architecture is fixed.
+    """
+    if name not in MODELS:
+        raise ValueError(f"argument 'model': expected one of {list(MODELS)}, received {name!r}")
+    if checkpoint is not None and config:
+        raise ValueError("argument 'config': a checkpoint fixes the architecture; do not pass both")
+    state = None
+    if checkpoint is not None:
+        cfg, state = _load_checkpoint(name, checkpoint)
+    elif name == "spgnet":
+        cfg = {**SPGNET_DEPLOY_DEFAULTS, **dict(config or {})}
+    else:
+        cfg = dict(config or {})
+    if name == "spgnet":
+        from ..models.spgnet import SPGNet, SPGNetConfig
+
+        base = SPGNetConfig()
+        known = {f.name for f in dataclasses.fields(SPGNetConfig)}
+        unknown = sorted(set(cfg) - known)
+        if unknown:
+            raise ValueError(f"argument 'config': unknown SPGNet fields {unknown}; known: {sorted(known)}")
+        model: nn.Module = SPGNet(dataclasses.replace(base, **cfg))
+    else:
+        from ..models.volumetric import VolumetricConfig, VolumetricPoseNet
+
+        if "backbone_layers" in cfg:
+            cfg["backbone_layers"] = tuple(cfg["backbone_layers"])
+        try:
+            vcfg = VolumetricConfig.from_dict(cfg)
+        except TypeError as exc:
+            raise ValueError(f"argument 'config': {exc}") from exc
+        model = VolumetricPoseNet(vcfg)
+    if state is not None:
+        model.load_state_dict(state)
+    return model.eval()
+
+
+def _config_dict(model: nn.Module) -> dict:
+    cfg = model.config
+    d = cfg.to_dict() if hasattr(cfg, "to_dict") else dataclasses.asdict(cfg)
+    return json.loads(json.dumps(d, default=list))  # tuples -> lists, JSON-safe
+
+
+def model_deployable(model: nn.Module) -> Deployable:
+    """Wrap an SPGNet or VolumetricPoseNet (eval mode is forced) as a :class:`Deployable`."""
+    from ..models.spgnet import SPGNet
+    from ..models.volumetric import VolumetricPoseNet
+
+    model = model.eval()
+    dtype = next(model.parameters()).dtype
+    if isinstance(model, SPGNet):
+        c = model.config
+        r, j = c.receptive_field, c.num_joints
+
+        def make(batch, dt, device, g):
+            # normalised screen coordinates: uniform in [-1, 1]
+            return ((torch.rand(batch, r, j, 2, generator=g) * 2 - 1).to(device=device, dtype=dt),)
+
+        outputs = ["pose", "trajectory"] if c.trajectory else ["pose"]
+        return Deployable("spgnet", _SPGNetWindows(model).eval(), ["keypoints_2d"], outputs, make,
+                          {"model": "spgnet", **_config_dict(model)}, dtype)
+    if isinstance(model, VolumetricPoseNet):
+        s = model.config.input_size
+
+        def make(batch, dt, device, g):
+            return (torch.rand(batch, 3, s, s, generator=g).to(device=device, dtype=dt),)
+
+        return Deployable("volumetric", _VolumetricImages(model).eval(), ["images"], ["coords", "pose"], make,
+                          {"model": "volumetric", **_config_dict(model)}, dtype)
+    raise TypeError(f"argument 'model': expected SPGNet or VolumetricPoseNet, received {type(model).__name__}")
+
+
+def deployable(name: str, checkpoint: str | Path | None = None, config: Mapping | None = None,
+               precision: str = "fp32") -> Deployable:
+    """:func:`build_model` + :func:`model_deployable`, in ``precision`` ('fp32' | 'fp16' | 'bf16')."""
+    dtype = precision_dtype(precision)
+    dep = model_deployable(build_model(name, checkpoint, config))
+    return dep if dtype == torch.float32 else dep.to(dtype)
+
+
+# ------------------------------------------------------------------------------------------- ops
+# op -> (tensor input names, output names). Float/str arguments are fixed in the module.
+OP_SIGNATURES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "soft_argmax_2d": (("logits",), ("coords",)),
+    "soft_argmax_3d": (("logits",), ("coords",)),
+    "heatmap_mse_2d": (("heatmaps", "joints", "weights"), ("loss",)),
+    "heatmap_mse_3d": (("heatmaps", "joints", "weights"), ("loss",)),
+    "soft_argmax_heatmap_mse_3d": (("logits", "joints", "weights"), ("coords", "mse")),
+    "project_to_2d": (("points", "camera"), ("uv",)),
+    "reprojection_loss": (("points", "camera", "keypoints_2d", "weights"), ("loss",)),
+}
+
+
+class _OpModule(nn.Module):
+    """One fused op as a module: forward(*tensors) -> tuple of the op's outputs."""
+
+    def __init__(self, op: str, weighted: bool, sigma: float, reduction: str):
+        super().__init__()
+        self.op, self.weighted, self.sigma, self.reduction = op, weighted, sigma, reduction
+
+    def forward(self, *tensors: Tensor) -> tuple[Tensor, ...]:
+        from .. import ops
+
+        fn = getattr(ops, self.op)
+        if self.op.startswith("soft_argmax_") and not self.op.endswith("mse_3d"):
+            return (fn(*tensors),)
+        if self.op.startswith("heatmap_mse"):
+            h, joints, *w = tensors
+            return (fn(h, joints, self.sigma, w[0] if w else None, self.reduction),)
+        if self.op == "soft_argmax_heatmap_mse_3d":
+            z, joints, *w = tensors
+            return tuple(fn(z, joints, self.sigma, w[0] if w else None))
+        if self.op == "project_to_2d":
+            return (fn(*tensors),)
+        pts, cam, kp, *w = tensors
+        return (fn(pts, cam, kp, w[0] if w else None),)
+
+
+def op_deployable(op: str, example: tuple[Tensor, ...], sigma: float = 2.0, reduction: str = "mean") -> Deployable:
+    """A single fused op as a :class:`Deployable` whose inputs look like ``example``.
+
+    ``example`` holds the op's tensor arguments in order (see :data:`OP_SIGNATURES`); leave out
+    the trailing ``weights`` for an unweighted op. ``sigma`` / ``reduction`` are fixed.
+    """
+    if op not in OP_SIGNATURES:
+        raise ValueError(f"argument 'op': expected one of {sorted(OP_SIGNATURES)}, received {op!r}")
+    names, outs = OP_SIGNATURES[op]
+    weighted = "weights" in names and len(example) == len(names)
+    if len(example) not in ((len(names), len(names) - 1) if "weights" in names else (len(names),)):
+        raise ValueError(f"op_deployable({op!r}): expected tensors {names}, received {len(example)}")
+    names = names[: len(example)]
+    shapes = [tuple(t.shape) for t in example]
+    dtypes = [t.dtype for t in example]
+    frozen = tuple(t.detach().cpu().clone() for t in example)
+
+    def make(batch, dt, device, g):
+        # the example's rows repeated cyclically up to ``batch`` (valid values for every op, e.g.
+        # z > 0 for the projection); the main tensor takes the deployable's dtype.
+        out = []
+        for k, t in enumerate(frozen):
+            rows = torch.arange(batch) % max(t.shape[0], 1)
+            x = t[rows] if t.shape[0] else t.new_empty((batch, *t.shape[1:]))
+            out.append(x.to(device=device, dtype=dt if k == 0 else t.dtype))
+        return tuple(out)
+
+    module = _OpModule(op, weighted, float(sigma), reduction).eval()
+    cfg = {"op": op, "sigma": float(sigma), "reduction": reduction, "weighted": weighted,
+           "example_shapes": [list(s) for s in shapes], "example_dtypes": [dtype_name(d) for d in dtypes]}
+    return Deployable(f"op:{op}", module, list(names), list(outs), make, cfg, example[0].dtype)

@@ -1,0 +1,9 @@
+"""The two reference models: SPGNet (2D-to-3D lifting) and the volumetric image model."""
+
+from __future__ import annotations
+
+from .spgnet import SPGNet, SPGNetConfig, SPGNetLossWeights, SPGNetOutput, spgnet_loss
+from .volumetric import VolumetricConfig, VolumetricPoseNet
+
+__all__ = ["SPGNet", "SPGNetConfig", "SPGNetLossWeights", "SPGNetOutput", "spgnet_loss",
+           "VolumetricConfig", "VolumetricPoseNet"]

@@ -1,0 +1,114 @@
+"""``soft_argmax_heatmap_mse_3d`` (the fused volumetric head) on the native backends
+(csrc/soft_argmax_heatmap_mse).
+
+Ops (``<b>`` = cpu | cuda):
+  ``fastpose::soft_argmax_heatmap_mse_3d_<b>(logits, joints, sigma, weights) -> (coords, mse, stats)``
+  ``fastpose::soft_argmax_heatmap_mse_3d_<b>_backward(grad_coords?, grad_mse?, logits, joints, sigma,
+      weights, stats) -> grad_logits``
+Forward: one read of the logits (coords and the MSE against the on-the-fly Gaussian target).
+Backward: one read of the logits and one write of the gradient, both outputs' gradients combined:
+``dL/dz = p (g_c . (v - coords)) + g_mse 2 w (z - t) / (B J D H W)``. Nothing of volume size is saved.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .._dispatch import register_impl
+from . import _glue as g
+
+__all__: list[str] = []
+
+_OP = "soft_argmax_heatmap_mse_3d"
+_NSTATS = 5
+
+
+def _forward(backend: str, logits: Tensor, joints: Tensor, sigma: float,
+             weights: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+    x = g.main_input(logits, backend)
+    b, j, d, h, w, rows = g.volume_dims(_OP, x, 3)
+    acc = g.acc_dtype(x.dtype)
+    jt = g.small(joints, acc)
+    wt = g.small(weights, acc)
+    coords = torch.empty((b, j, 3), dtype=x.dtype, device=x.device)
+    stats = torch.empty((b, j, _NSTATS), dtype=acc, device=x.device)
+    loss_rows = torch.empty(rows, dtype=acc, device=x.device)
+    if rows:
+        c = g.code(x.dtype)
+        args = (c, x.data_ptr(), rows, d, h, w, jt.data_ptr(), float(sigma), g.ptr(wt), coords.data_ptr(),
+                stats.data_ptr(), loss_rows.data_ptr())
+        if backend == "cuda":
+            ws = g.workspace(backend, g.ext().soft_argmax_heatmap_mse_workspace_cuda(c, rows, d, h, w), acc,
+                             x.device)
+            g.ext().soft_argmax_heatmap_mse_forward_cuda(*args, ws.data_ptr(), *g.launch(backend, x.device))
+        else:
+            g.ext().soft_argmax_heatmap_mse_forward_cpu(*args, *g.launch(backend, x.device))
+    mse = loss_rows.sum() / max(rows * d * h * w, 1)  # "mean" over B*J*D*H*W; 0 for an empty batch
+    return coords.to(logits.dtype), mse.to(logits.dtype), stats
+
+
+def _backward(backend: str, grad_coords: Tensor | None, grad_mse: Tensor | None, logits: Tensor, joints: Tensor,
+              sigma: float, weights: Tensor | None, stats: Tensor) -> Tensor:
+    x = g.main_input(logits, backend)
+    b, j, d, h, w, rows = g.volume_dims(_OP, x, 3)
+    if grad_coords is None and grad_mse is None:
+        return torch.zeros(logits.shape, dtype=logits.dtype, device=logits.device)
+    acc = g.acc_dtype(x.dtype)
+    gc = g.small(grad_coords, acc)  # (B, J, 3) or None
+    gm = g.small(grad_mse, acc)  # () or None: read by the kernel from memory (no host sync)
+    jt = g.small(joints, acc)
+    wt = g.small(weights, acc)
+    st = g.small(stats, acc)
+    grad = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+    if rows:
+        g.kernel("soft_argmax_heatmap_mse_backward", backend)(
+            g.code(x.dtype), g.ptr(gc), g.ptr(gm), x.data_ptr(), rows, d, h, w, jt.data_ptr(), float(sigma),
+            g.ptr(wt), st.data_ptr(), 2.0 / max(rows * d * h * w, 1), grad.data_ptr(), *g.launch(backend, x.device))
+    return grad.to(logits.dtype)
+
+
+def _define(backend: str):
+    name = f"fastpose::{_OP}_{backend}"
+
+    @torch.library.custom_op(name, mutates_args=(), device_types=backend)
+    def fwd(logits: Tensor, joints: Tensor, sigma: float, weights: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+        return _forward(backend, logits, joints, sigma, weights)
+
+    @fwd.register_fake
+    def _(logits, joints, sigma, weights):
+        b, j = logits.shape[:2]
+        return (logits.new_empty((b, j, 3)), logits.new_empty(()),
+                logits.new_empty((b, j, _NSTATS), dtype=g.acc_dtype(logits.dtype)))
+
+    @torch.library.custom_op(name + "_backward", mutates_args=(), device_types=backend)
+    def bwd(grad_coords: Tensor | None, grad_mse: Tensor | None, logits: Tensor, joints: Tensor, sigma: float,
+            weights: Tensor | None, stats: Tensor) -> Tensor:
+        return _backward(backend, grad_coords, grad_mse, logits, joints, sigma, weights, stats)
+
+    @bwd.register_fake
+    def _(grad_coords, grad_mse, logits, joints, sigma, weights, stats):
+        return logits.new_empty(logits.shape)
+
+    def setup_context(ctx, inputs, output):
+        logits, joints, sigma, weights = inputs
+        ctx.sigma, ctx.has_w = sigma, weights is not None
+        ctx.save_for_backward(logits, joints, weights if weights is not None else joints, output[2])
+
+    def backward(ctx, grad_coords, grad_mse, _grad_stats):
+        logits, joints, weights, stats = ctx.saved_tensors
+        grad = bwd(grad_coords, grad_mse, logits, joints, ctx.sigma, weights if ctx.has_w else None, stats)
+        return grad, None, None, None
+
+    fwd.register_autograd(backward, setup_context=setup_context)
+
+    def impl(logits: Tensor, joints: Tensor, sigma: float, weights: Tensor | None) -> tuple[Tensor, Tensor]:
+        coords, mse, _stats = fwd(logits, joints, sigma, weights)
+        return coords, mse
+
+    return impl
+
+
+def register(backend: str) -> None:
+    register_impl(_OP, backend, _define(backend), devices=(backend,), dtypes=g.DTYPES,
+                  note=f"fastpose._C {backend} kernels (csrc/soft_argmax_heatmap_mse)")

@@ -1,0 +1,48 @@
+"""The ``triton`` backend of fastpose (installed as ``fastpose.kernels``).
+
+One module per op stem (``soft_argmax``, ``heatmap_mse``, ``soft_argmax_heatmap_mse``,
+``projection``), each holding its private ``@triton.jit`` kernels, host launchers and
+``torch.library`` operators ``fastpose::<op>_triton`` / ``fastpose::<op>_triton_backward``.
+Importing this package registers every op with :func:`fastpose.ops._dispatch.register_impl`.
+
+Devices: CUDA; and the CPU only under ``TRITON_INTERPRET=1`` (the Triton interpreter, for tests;
+it must be set before this package is imported). dtypes: float16, bfloat16, float32 (float32
+accumulation) and float64 (float64 accumulation, e.g. for gradcheck).
+
+Without triton this package raises ImportError (the caller records it; the other backends work).
+"""
+
+from __future__ import annotations
+
+try:
+    import triton  # noqa: F401
+    import triton.language  # noqa: F401
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        f"the fastpose triton backend needs the 'triton' package ({exc}); "
+        "install it with: pip install 'fastpose[triton]'"
+    ) from exc
+
+import torch
+
+from . import heatmap_mse, projection, soft_argmax, soft_argmax_heatmap_mse
+from ._common import INTERPRET
+
+__all__ = ["DEVICES", "DTYPES", "heatmap_mse", "projection", "soft_argmax", "soft_argmax_heatmap_mse"]
+
+DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+# The CPU is served only by the interpreter: slow, meant for tests, never picked automatically
+# (the CPU priority list of the dispatcher does not name "triton").
+DEVICES = ("cuda", "cpu") if INTERPRET else ("cuda",)
+
+
+def _register() -> None:
+    from fastpose.ops._dispatch import register_impl
+
+    note = "Triton interpreter (TRITON_INTERPRET=1)" if INTERPRET else ""
+    for module in (soft_argmax, heatmap_mse, soft_argmax_heatmap_mse, projection):
+        for op, fn, reasons in module.IMPLS:
+            register_impl(op, "triton", fn, devices=DEVICES, dtypes=DTYPES, reasons=reasons, note=note)
+
+
+_register()
