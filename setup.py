@@ -18,12 +18,14 @@ Environment switches:
 ``MAX_JOBS``                 parallel compile jobs (default: ninja's choice).
 ``CUDACXX`` / ``CUDA_HOME``  where to find nvcc.
 
-The CMake build tree is kept in ``build/cmake-<python>-<cpu|cuda>`` so rebuilds are incremental.
+The CMake build tree is kept in ``build/cmake-<python>-<interpreter hash>-<cpu|cuda>-<type>`` so rebuilds
+are incremental.
 The top-level ``kernels/`` folder (Triton kernels) is installed as the subpackage ``fastpose.kernels``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -138,7 +140,10 @@ class CMakeBuild(build_ext):
         cmake = _tool("cmake", "CMAKE_BIN_DIR", "cmake")
         ninja = _tool("ninja", "BIN_DIR", "ninja")
         build_type = os.environ.get("FASTPOSE_BUILD_TYPE", "Release")
-        tag = f"{sys.implementation.cache_tag}-{'cuda' if nvcc else 'cpu'}-{build_type.lower()}"
+        # One build tree per interpreter (a venv's python, or pip's isolated build env's), CUDA
+        # on/off and build type: CMake caches the Python it found, so trees are never shared.
+        exe = hashlib.sha1(f"{sys.executable}|{sys.prefix}".encode()).hexdigest()[:8]
+        tag = f"{sys.implementation.cache_tag}-{exe}-{'cuda' if nvcc else 'cpu'}-{build_type.lower()}"
         build_dir = Path(ext.sourcedir) / "build" / f"cmake-{tag}"
         build_dir.mkdir(parents=True, exist_ok=True)
         stage = build_dir / "stage"

@@ -6,13 +6,14 @@ backend that registers itself is benchmarked with no edit here.
 
 Two regimes:
 
-- ``--benchmark-disable`` (CI, ``make test``): each item runs exactly once at a tiny shape and its
-  outputs / gradient are checked against float64 reference math -- a correctness pass of every
-  provider (the Triton interpreter included on the CPU), compiled reference in ``CI_COMPILED`` only;
-- otherwise (``make bench``, ``gpu_run.sh``): the paper shapes in every mode plus the sweeps,
-  timed; the Triton interpreter is not timed on the CPU.
+- the tiny pass (``--benchmark-disable`` in CI and ``make test``, where each item runs exactly
+  once; also a plain ``pytest`` that did not ask for benchmarks): tiny shapes, outputs and gradient
+  of every provider checked against float64 reference math (the Triton interpreter included on the
+  CPU, only in forward+backward), compiled reference only for ``CI_COMPILED``;
+- timing runs (``--benchmark-only`` / ``--benchmark-json``: ``make bench``, ``gpu_run.sh``): the
+  paper shapes in every mode plus the sweeps; the Triton interpreter is not timed on the CPU.
 
-Options: ``--bench-cases auto|tiny|paper|all`` (auto: tiny when disabled, else all),
+Options: ``--bench-cases auto|tiny|paper|all`` (auto: see :func:`_selection`),
 ``--bench-device cpu|cuda`` (default: cuda when available), ``--bench-providers a,b`` (filter).
 ``FASTPOSE_BENCH_THREADS=n`` sets torch's CPU thread count (recorded with the results).
 """
@@ -58,11 +59,24 @@ def _device(config) -> str:
     return dev
 
 
-def _items(config, ops) -> list[BenchItem]:
-    disabled = bool(config.getoption("benchmark_disable", False))
+def _selection(config) -> str:
+    """``--bench-cases``; ``auto``: the real shapes only when benchmarks were asked for
+    (``--benchmark-only``, ``--benchmark-json``, ``--benchmark-save``/``--benchmark-autosave``),
+    else the tiny correctness pass (``--benchmark-disable`` in CI, or a plain ``pytest`` run that
+    collects tests/ and benchmarks/ together)."""
     selection = config.getoption("bench_cases")
-    if selection == "auto":
-        selection = "tiny" if disabled else "all"
+    if selection != "auto":
+        return selection
+    if config.getoption("benchmark_disable", False):
+        return "tiny"
+    asked = any(config.getoption(name, None) for name in
+                ("benchmark_only", "benchmark_json", "benchmark_save", "benchmark_autosave"))
+    return "all" if asked else "tiny"
+
+
+def _items(config, ops) -> list[BenchItem]:
+    selection = _selection(config)
+    quick = selection == "tiny"
     device = _device(config)
     wanted = {p.strip() for p in config.getoption("bench_providers").split(",") if p.strip()}
     unknown = wanted - set(PROVIDERS)
@@ -70,25 +84,27 @@ def _items(config, ops) -> list[BenchItem]:
         raise pytest.UsageError(f"--bench-providers: unknown {sorted(unknown)}; expected some of {PROVIDERS}")
     items: list[BenchItem] = []
     for op in ops:
-        providers = providers_for(op, device, timing=not disabled)
+        # The Triton interpreter (CPU) is in the tiny pass, for correctness, and never timed.
+        providers = providers_for(op, device, timing=not quick)
         if wanted:
             providers = [p for p in providers if p in wanted]
         for case in cases_for(op, device, selection):
             for mode in case.modes:
                 for provider in providers:
-                    if disabled:
+                    if quick and not wanted:
                         # CI budget: compile only the listed pairs; the Triton interpreter only in
                         # forward+backward (it checks both outputs and gradient in one run).
                         if provider == "reference-compiled" and (op, mode) not in CI_COMPILED:
                             continue
                         if provider == "triton" and device == "cpu" and mode != "forward+backward":
                             continue
-                    tiny = case.kind == "tiny"
-                    memory = (not disabled and case.kind in ("paper", "tiny")) or (
-                        disabled and op == "soft_argmax_heatmap_mse_3d" and mode == "forward+backward"
+                    # Peak memory: every fixed-shape case of a timing run; in the quick pass only the
+                    # fused head's forward+backward (the profiler costs seconds to start).
+                    memory = (not quick and case.kind == "paper") or (
+                        quick and op == "soft_argmax_heatmap_mse_3d" and mode == "forward+backward"
                         and provider != "triton")
                     items.append(BenchItem(case, mode, provider, device, measure_memory=memory,
-                                           check=tiny or case.kind == "paper"))
+                                           check=case.kind in ("tiny", "paper")))
     return items
 
 

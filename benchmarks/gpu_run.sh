@@ -8,7 +8,9 @@
 # and triton that are there (pip --no-build-isolation --no-deps).
 #
 # Writes (at most 7 files, at most one folder down):
-#   OUT_DIR/<gpu>/bench.json          pytest-benchmark JSON; copy OUT_DIR/<gpu>/ to benchmarks/results/
+#   OUT_DIR/<gpu>/bench-<UTC time>.json   pytest-benchmark JSON; copy OUT_DIR/<gpu>/ to
+#                                         benchmarks/results/ (the report merges every JSON there,
+#                                         the newest result of each op/case/mode/provider wins)
 #   OUT_DIR/<gpu>/volume_sweep.png    time against volume size per provider
 #   OUT_DIR/BENCHMARKS.md             the report of this run alone
 #   OUT_DIR/logs/{run.txt,build.log,gpu_tests.log,bench.log}
@@ -20,6 +22,13 @@
 #   SKIP_BUILD=1 SKIP_TESTS=1 SKIP_BENCH=1   skip a step (e.g. to split a run across time limits)
 #   FASTPOSE_GIT_REVISION    recorded with the results when OUT is written from a copied tree
 # Exit status: 0 when every step that ran succeeded, else 1 (later steps still run).
+#
+# The full run compiles the reference under torch.compile for ~40 shapes; where one command may
+# run only ~10 minutes, split it on the same (warm) machine, e.g.
+#   BENCH_CASES=paper benchmarks/gpu_run.sh OUT1 -k "soft_argmax_heatmap_mse or projection"
+#   SKIP_BUILD=1 SKIP_TESTS=1 BENCH_CASES=paper benchmarks/gpu_run.sh OUT2 -k "not soft_argmax_heatmap_mse and not projection"
+#   SKIP_BUILD=1 SKIP_TESTS=1 benchmarks/gpu_run.sh OUT3 -k sweep
+# and copy every OUTn/<gpu>/*.json into benchmarks/results/<gpu>/.
 set -uo pipefail
 
 if [ $# -lt 1 ]; then
@@ -82,10 +91,11 @@ fi
 if [ -z "${SKIP_BENCH:-}" ]; then
   MACHINE=$("$PY" -c "from benchmarks._common import machine_name; print(machine_name('cuda'))")
   mkdir -p "$OUT/$MACHINE"
+  JSON="$OUT/$MACHINE/bench-$(date -u +%Y%m%dT%H%M%SZ).json"
   step benchmarks "$OUT/logs/bench.log" "$PY" -m pytest benchmarks -q -p no:cacheprovider --benchmark-only \
     --bench-device cuda --bench-cases "${BENCH_CASES:-all}" --bench-providers "${BENCH_PROVIDERS:-}" \
-    --benchmark-json "$OUT/$MACHINE/bench.json" --benchmark-columns median,iqr,rounds "$@"
-  if [ -s "$OUT/$MACHINE/bench.json" ]; then
+    --benchmark-json "$JSON" --benchmark-columns median,iqr,rounds "$@"
+  if [ -s "$JSON" ]; then
     "$PY" -m benchmarks.report --results "$OUT" --out "$OUT/BENCHMARKS.md" 2>&1 | tee -a "$RUN"
     [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
     note "results: $OUT/$MACHINE/ -> copy to benchmarks/results/$MACHINE/ and run python -m benchmarks.report"

@@ -61,6 +61,7 @@ class Record:
     mode: str
     provider: str
     median_ms: float
+    min_ms: float
     time_source: str
     rounds: int
     bytes: int
@@ -107,6 +108,7 @@ def _record(machine: str, bench: dict, when: str) -> Record | None:
         mode=x["mode"],
         provider=x["provider"],
         median_ms=float(median_ms),
+        min_ms=float(x.get("min_ms") or bench["stats"]["min"] * 1e3),
         time_source=x.get("time_source", "host_clock"),
         rounds=int(x.get("rounds") or bench["stats"].get("rounds", 0)),
         bytes=int(x.get("bytes") or 0),
@@ -116,12 +118,14 @@ def _record(machine: str, bench: dict, when: str) -> Record | None:
     )
 
 
-def load_results(results_dir: str) -> tuple[dict[str, Machine], list[Record]]:
-    """Machines and records under ``results_dir/<machine>/*.json`` (newest record wins)."""
+def load_results(results_dir: str) -> tuple[dict[str, Machine], list[Record], list[dict]]:
+    """Machines, op records and other suites' records (``extra_info`` with a ``suite`` key, e.g.
+    training steps and engines) under ``results_dir/<machine>/*.json``; the newest record wins."""
     machines: dict[str, Machine] = {}
     latest: dict[tuple, Record] = {}
+    suites: dict[tuple, dict] = {}
     if not os.path.isdir(results_dir):
-        return machines, []
+        return machines, [], []
     for name in sorted(os.listdir(results_dir)):
         folder = os.path.join(results_dir, name)
         if not os.path.isdir(folder):
@@ -140,21 +144,27 @@ def load_results(results_dir: str) -> tuple[dict[str, Machine], list[Record]]:
                 continue
             when = str(data.get("datetime", ""))
             recs = [r for r in (_record(name, b, when) for b in data["benchmarks"]) if r]
-            if not recs:
+            others = [b for b in data["benchmarks"] if (b.get("extra_info") or {}).get("suite")]
+            if not recs and not others:
                 continue
             info = data.get("machine_info", {})
+            device = info.get("fastpose_device") or (recs[0].device if recs else "cpu")
             m = machines.get(name)
             if m is None or when >= m.datetime:
                 files = (m.files if m else []) + [os.path.relpath(path, _ROOT)]
-                machines[name] = Machine(name, info.get("fastpose_device", recs[0].device), info,
-                                         data.get("commit_info", {}), when, files)
+                machines[name] = Machine(name, device, info, data.get("commit_info", {}), when, files)
             else:
                 m.files.append(os.path.relpath(path, _ROOT))
             for r in recs:
                 key = (r.machine, r.op, r.case, r.mode, r.provider)
                 if key not in latest or r.datetime >= latest[key].datetime:
                     latest[key] = r
-    return machines, list(latest.values())
+            for b in others:
+                key = (name, b["extra_info"]["suite"], b.get("name"))
+                if key not in suites or when >= suites[key]["datetime"]:
+                    suites[key] = {"machine": name, "datetime": when, "name": b.get("name"),
+                                   "median_ms_host": b.get("stats", {}).get("median", 0) * 1e3, **b["extra_info"]}
+    return machines, list(latest.values()), list(suites.values())
 
 
 # ------------------------------------------------------------------------------------------------
@@ -204,6 +214,38 @@ def _paper_case(cases: dict, dtype: str = "float32") -> str | None:
         if any_rec.kind == "paper" and any_rec.dtype == dtype:
             return case
     return None
+
+
+_SWEEP_KINDS = ("sweep-volume", "sweep-batch", "sweep-frames")
+_SWEPT_DIMS = {"sweep-volume": ("D", "H", "W"), "sweep-batch": ("B",), "sweep-frames": ("T",)}
+
+
+def _sweep_points(cases: dict, kind: str) -> dict[int, dict[str, Record]]:
+    """{swept value: {provider: forward+backward Record}} of one op on one machine, with the paper
+    case added at its swept value when its other dims (and dtype) match the sweep's."""
+    table: dict[int, dict[str, Record]] = defaultdict(dict)
+    paper: list[dict[str, Record]] = []
+    fixed = None
+    for modes in cases.values():
+        by = modes.get("forward+backward", {})
+        if not by:
+            continue
+        r0 = next(iter(by.values()))
+        if r0.kind == kind and r0.sweep_value is not None:
+            for p, r in by.items():
+                table[r.sweep_value][p] = r
+            fixed = ({k: v for k, v in r0.shape if k not in _SWEPT_DIMS[kind]}, r0.dtype)
+        elif r0.kind == "paper":
+            paper.append(by)
+    for by in paper:
+        r0 = next(iter(by.values()))
+        dims = dict(r0.shape)
+        if fixed is None or ({k: v for k, v in dims.items() if k not in _SWEPT_DIMS[kind]}, r0.dtype) != fixed:
+            continue
+        value = dims[_SWEPT_DIMS[kind][0]]
+        for p, r in by.items():
+            table[value].setdefault(p, r)
+    return dict(table)
 
 
 def _gpu_shape(op: str) -> str:
@@ -350,8 +392,13 @@ def _op_section(op: str, idx: dict, machines: dict[str, Machine], plots: dict[st
         timer = "CUDA events" if m and m.device == "cuda" else "host clock"
         # Fixed-shape cases (paper, tiny) first: every mode x provider.
         fixed = [c for c in cases if next(iter(next(iter(cases[c].values())).values())).sweep_value is None]
-        for case in sorted(fixed):
-            lines += [f"### `{mname}` — {case} ({timer})", ""]
+        def _dtype_first(c, cases=cases):  # paper float32 first, then the other dtypes
+            r = next(iter(next(iter(cases[c].values())).values()))
+            return (r.kind != "paper", r.dtype != "float32", c)
+
+        for case in sorted(fixed, key=_dtype_first):
+            r0 = next(iter(next(iter(cases[case].values())).values()))
+            lines += [f"### `{mname}` — {r0.kind} shape {r0.shape_text}, {r0.dtype} ({timer})", ""]
             rows = []
             for mode in _order(cases[case].keys(), MODE_ORDER):
                 by = cases[case][mode]
@@ -360,7 +407,7 @@ def _op_section(op: str, idx: dict, machines: dict[str, Machine], plots: dict[st
                     r = by[p]
                     bps = r.bytes / (r.median_ms * 1e-3) if r.median_ms > 0 else None
                     rows.append([
-                        mode, p, _ms(r.median_ms),
+                        mode, p, _ms(r.median_ms), _ms(r.min_ms),
                         _ratio(eager.median_ms if eager else None, r.median_ms),
                         _ratio(comp.median_ms if comp else None, r.median_ms),
                         f"{r.bytes / 2**20:.1f}", f"{bps / 1e9:.2f}" if bps else "—",
@@ -369,23 +416,18 @@ def _op_section(op: str, idx: dict, machines: dict[str, Machine], plots: dict[st
                         f"{r.peak_memory_bytes / eager.peak_memory_bytes:.2f}" if eager and
                         r.peak_memory_bytes is not None and eager.peak_memory_bytes else "—",
                     ])
-            lines += _table(["mode", "provider", "median ms", "vs eager", "vs compiled", "must-move MiB",
+            lines += _table(["mode", "provider", "median ms", "min ms", "vs eager", "vs compiled", "must-move MiB",
                              "GB/s", "% roofline", "peak MiB", "peak / eager's"], rows) + [""]
         # Sweeps: one table per kind, rows = swept size, columns = providers.
-        sweeps: dict[str, dict[int, dict[str, Record]]] = defaultdict(lambda: defaultdict(dict))
-        for case, modes in cases.items():
-            for p, r in modes.get("forward+backward", {}).items():
-                if r.sweep_value is not None:
-                    sweeps[r.kind][r.sweep_value][p] = r
+        sweeps = {kind: _sweep_points(cases, kind) for kind in _SWEEP_KINDS}
+        sweeps = {k: v for k, v in sweeps.items() if v}
         for kind in sorted(sweeps):
             table = sweeps[kind]
             provs = _order({p for row in table.values() for p in row}, PROVIDER_ORDER)
             label = {"sweep-volume": "volume edge D=H=W", "sweep-batch": "batch B",
                      "sweep-frames": "frames per window T"}.get(kind, kind)
-            sample = next(iter(next(iter(table.values())).values()))
-            fixed_dims = ", ".join(f"{k}={v}" for k, v in sample.shape
-                                   if not (kind == "sweep-volume" and k in "DHW") and
-                                   not (kind == "sweep-batch" and k == "B") and not (kind == "sweep-frames" and k == "T"))
+            sample = next(r for row in table.values() for r in row.values() if r.kind == kind)
+            fixed_dims = ", ".join(f"{k}={v}" for k, v in sample.shape if k not in _SWEPT_DIMS[kind])
             lines += [f"### `{mname}` — {label} sweep, forward+backward ({fixed_dims}, {sample.dtype}; ms, "
                       "ratio to eager in brackets)", ""]
             rows = []
@@ -416,20 +458,63 @@ def _op_section(op: str, idx: dict, machines: dict[str, Machine], plots: dict[st
     return lines
 
 
+# Columns of other suites' tables, in this order when present (lists and long fields are left out).
+_SUITE_COLUMNS = ("model", "engine", "provider", "device", "precision", "batch", "input_size", "threads",
+                  "median_ms", "p90_ms", "images_per_second", "items_per_second", "unit",
+                  "peak_memory_bytes", "build_s", "max_abs_diff", "loss")
+
+
+def _suites_section(suite_records: list[dict]) -> list[str]:
+    """One table per (suite, machine) for records of the other suites (training steps, engines)."""
+    lines: list[str] = []
+    groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    for r in suite_records:
+        groups[(r["suite"], r["machine"])].append(r)
+    for (suite, mname), rows in sorted(groups.items()):
+        cols = [c for c in _SUITE_COLUMNS if any(c in r for r in rows)]
+        ref = {(r.get("model"), r.get("batch"), r.get("precision")): r.get("median_ms")
+               for r in rows if r.get("provider") == "reference" or r.get("engine") == "eager"}
+        header = [("peak MiB" if c == "peak_memory_bytes" else c) for c in cols] + ["vs reference / eager"]
+        body = []
+        for r in sorted(rows, key=lambda r: tuple(str(r.get(c, "")) for c in cols[:6])):
+            cells = []
+            for c in cols:
+                v = r.get(c)
+                if v is None:
+                    cells.append("—")
+                elif c == "peak_memory_bytes":
+                    cells.append(_mb(v))
+                elif c.endswith("_ms"):
+                    cells.append(_ms(float(v)))
+                elif isinstance(v, float):
+                    cells.append(f"{v:.3g}")
+                else:
+                    cells.append(str(v))
+            base = ref.get((r.get("model"), r.get("batch"), r.get("precision")))
+            cells.append(_ratio(base, r.get("median_ms")))
+            body.append(cells)
+        lines += [f"### `{suite}` on `{mname}`", ""] + _table(header, body) + [""]
+    return lines
+
+
 # ------------------------------------------------------------------------------------------------
 # Plot
 # ------------------------------------------------------------------------------------------------
 def _plot_volume_sweeps(mname: str, idx: dict, folder: str) -> str | None:
     """log-log time vs volume edge, one panel per 3D op, one line per provider -> PNG path."""
     panels = []
+    fixed_text = ""
     for op in OP_ORDER:
         pts: dict[str, list[tuple[int, float]]] = defaultdict(list)
-        for modes in idx[mname].get(op, {}).values():
-            for p, r in modes.get("forward+backward", {}).items():
-                if r.kind == "sweep-volume" and r.sweep_value:
-                    pts[p].append((r.sweep_value, r.median_ms))
+        for value, by in _sweep_points(idx[mname].get(op, {}), "sweep-volume").items():
+            for p, r in by.items():
+                pts[p].append((value, r.median_ms))
         if pts:
             panels.append((op, pts))
+            if not fixed_text:
+                r = next(r for modes in idx[mname][op].values()
+                         for r in modes.get("forward+backward", {}).values() if r.kind == "sweep-volume")
+                fixed_text = ", ".join(f"{k}={v}" for k, v in r.shape if k not in "DHW") + f", {r.dtype}"
     if not panels:
         return None
     try:
@@ -441,9 +526,9 @@ def _plot_volume_sweeps(mname: str, idx: dict, folder: str) -> str | None:
         print("benchmarks.report: matplotlib missing, no plot", file=sys.stderr)
         return None
     fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.2), squeeze=False)
-    for ax, (op, pts) in zip(axes[0], panels):
+    for ax, (op, pts) in zip(axes[0], panels, strict=True):
         for p in _order(pts.keys(), PROVIDER_ORDER):
-            xs, ys = zip(*sorted(pts[p]))
+            xs, ys = zip(*sorted(pts[p]), strict=True)
             ax.plot(xs, ys, marker="o", label=p)
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
@@ -454,7 +539,7 @@ def _plot_volume_sweeps(mname: str, idx: dict, folder: str) -> str | None:
         ax.set_title(op, fontsize=10)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle(f"{mname}: time against volume size", fontsize=11)
+    fig.suptitle(f"{mname}: forward+backward time against volume size ({fixed_text})", fontsize=11)
     fig.tight_layout()
     path = os.path.join(folder, "volume_sweep.png")
     fig.savefig(path, dpi=110)
@@ -490,7 +575,7 @@ How these numbers are made (see `benchmarks/_common.py`):
 
 def render(results_dir: str, out_path: str) -> str:
     """Render the report from ``results_dir`` to ``out_path`` (plots beside the JSON); return it."""
-    machines, records = load_results(results_dir)
+    machines, records, suite_records = load_results(results_dir)
     idx = _index(records)
     out_dir = os.path.dirname(os.path.abspath(out_path))
     plots = {}
@@ -516,6 +601,11 @@ def render(results_dir: str, out_path: str) -> str:
     lines += ["## Method", "", _METHOD]
     for op in OP_ORDER:
         lines += _op_section(op, idx, machines, plots, out_dir)
+    if suite_records:
+        lines += ["## Other suites (training steps, inference engines)", "",
+                  "Median time per call (ms) and ratio to the `reference` head / `eager` engine of the same "
+                  "model, batch and precision; see each suite's module docstring for what is timed.", ""]
+        lines += _suites_section(suite_records)
     text = "\n".join(lines).rstrip() + "\n"
     with open(out_path, "w") as f:
         f.write(text)
@@ -538,8 +628,9 @@ def main(argv: list[str] | None = None) -> int:
         print(machine_name("cuda" if torch.cuda.is_available() else "cpu"))
         return 0
     render(args.results, args.out)
-    machines, records = load_results(args.results)
-    print(f"wrote {args.out}: {len(records)} results from {len(machines)} machine(s)")
+    machines, records, suite_records = load_results(args.results)
+    print(f"wrote {args.out}: {len(records)} op results and {len(suite_records)} other results "
+          f"from {len(machines)} machine(s)")
     return 0
 
 

@@ -9,7 +9,11 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <tuple>
+#include <vector>
+
 #include "common/build_info.h"
+#include "common/volume_index.h"
 #include "heatmap_mse/heatmap_mse.h"
 #include "projection/projection.h"
 #include "row_scale/row_scale.h"
@@ -52,6 +56,27 @@ py::dict build_info() {
   return d;
 }
 
+// Positions of start + k * step (k < count) in a (d, h, w) volume, found the way the CUDA kernels
+// walk a volume (volume_index.h: one division, then carries): lets the CPU tests check that code,
+// 64-bit offsets included, without a GPU.
+std::vector<std::tuple<int, int, int>> volume_walk(int64_t d, int64_t h, int64_t w, int64_t start, int64_t step,
+                                                   int64_t count) {
+  fastpose::fp_check_dims(1, d, h, w, "volume_walk");
+  fastpose::fp_check(start >= 0 && step >= 0 && count >= 0 && count <= (1 << 20),
+                     "volume_walk: expected start >= 0, step >= 0 and 0 <= count <= 2^20");
+  const fastpose::volume_index::Geometry g{1, d * h * w, static_cast<int>(d), static_cast<int>(h),
+                                           static_cast<int>(w)};
+  fastpose::volume_index::Pos p = fastpose::volume_index::pos_of(start, g);
+  const fastpose::volume_index::Step s = fastpose::volume_index::step_of(step, g);
+  std::vector<std::tuple<int, int, int>> out;
+  out.reserve(static_cast<size_t>(count));
+  for (int64_t k = 0; k < count; ++k) {
+    out.emplace_back(p.x, p.y, p.z);
+    fastpose::volume_index::advance(p, s, g);
+  }
+  return out;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_C, m) {
@@ -65,6 +90,8 @@ PYBIND11_MODULE(_C, m) {
   m.attr("WITH_CUDA") = false;
 #endif
   const auto nogil = py::call_guard<py::gil_scoped_release>();
+  m.def("volume_walk", &volume_walk, arg("d"), arg("h"), arg("w"), arg("start"), arg("step"), arg("count"),
+        "[(x, y, z)] of start + k * step, k < count, walked as the CUDA kernels do (test hook)");
 
   // ---- row_scale (the skeleton kernel): out[r, i] = src[r, i] * scale[r]
   m.def("row_scale_cpu", &fastpose::row_scale::forward_cpu, arg("dtype"), arg("src"), arg("scale"), arg("out"),

@@ -16,6 +16,8 @@ __all__ = ["main"]
 _COMMANDS = [
     "fastpose.commands.info",
     "fastpose.commands.bench",
+    "fastpose.commands.export",
+    "fastpose.commands.latency",
 ]
 
 

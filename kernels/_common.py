@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import functools
 import os
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import triton
@@ -32,6 +32,7 @@ __all__ = [
     "define_op",
     "gaussian_params",
     "plan_rows",
+    "unused_pointer",
 ]
 
 # Read once, at import: ``@triton.jit`` itself decides at decoration time whether it builds an
@@ -57,7 +58,7 @@ def block_w(w: int) -> int:
     return min(triton.next_power_of_2(max(int(w), 1)), MAX_BLOCK_W)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _sm_count(index: int) -> int:
     return torch.cuda.get_device_properties(index).multi_processor_count
 
@@ -84,6 +85,14 @@ def plan_rows(bj: int, rows: int, width: int, device: torch.device,
         raise ValueError(f"rows_per_split must be >= 1, got {rows_per_split}")
     rows_per_split = max(int(rows_per_split), triton.cdiv(rows, MAX_SPLITS), 1)
     return triton.cdiv(rows, rows_per_split), rows_per_split
+
+
+def unused_pointer(device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """A 1-element buffer for a pointer argument the kernel will not touch (a constexpr switches
+    its use off). Never another argument in its place: under ``torch.compile`` the functional
+    kernel wrapper clones each argument it may write separately, and two names for one tensor
+    could write a stale clone back over the real result."""
+    return torch.empty((1,), dtype=dtype, device=device)
 
 
 def gaussian_params(joints: torch.Tensor, weights: torch.Tensor | None, sigma: float,

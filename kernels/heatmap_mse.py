@@ -38,6 +38,7 @@ from ._common import (
     define_op,
     gaussian_params,
     plan_rows,
+    unused_pointer,
 )
 
 __all__ = ["heatmap_mse_2d", "heatmap_mse_3d", "heatmap_mse_forward", "heatmap_mse_backward"]
@@ -157,8 +158,9 @@ def heatmap_mse_forward(heatmaps: Tensor, joints: Tensor, sigma: float, weights:
         params = gaussian_params(joints, weights, sigma, acc)
         splits, rps = plan_rows(bj, rows, w, x.device, rows_per_split)
         part = torch.empty((bj, splits), dtype=acc, device=x.device)
+        gh_arg = gh if need_grad else unused_pointer(x.device, acc)
         wrap_triton(_heatmap_mse_fwd_kernel)[(bj, splits)](
-            x, params, part, gh if need_grad else params, rows, h, w, rps, splits,
+            x, params, part, gh_arg, rows, h, w, rps, splits,
             NDIM=ndim, WRITE_GRAD=need_grad, BLOCK_W=block_w(w),
         )
         sse = part.sum(dim=1)  # (BJ,) fixed-order sum of the split partials

@@ -31,7 +31,7 @@ import triton.language as tl
 from torch import Tensor
 from torch.library import wrap_triton
 
-from ._common import INTERPRET, acc_dtype, define_op
+from ._common import INTERPRET, acc_dtype, define_op, unused_pointer
 
 __all__ = [
     "project_to_2d",
@@ -274,10 +274,13 @@ def project_backward(grad_out: Tensor, points: Tensor, camera: Tensor,
 
 
 def _loss_inputs(points, keypoints_2d, weights):
+    """keypoints (P, 2) and weights (P,) in the accumulation dtype (an unread 1-element buffer
+    when there are no weights: HAS_W=False)."""
     acc = acc_dtype(points.dtype)
     kp = keypoints_2d.to(acc).contiguous()
-    w = weights.to(acc).contiguous() if weights is not None else kp  # kp: unread placeholder
-    return kp, w
+    if weights is None:
+        return kp, unused_pointer(points.device, acc)
+    return kp, weights.to(acc).contiguous()
 
 
 def reprojection_loss_forward(points: Tensor, camera: Tensor, keypoints_2d: Tensor,

@@ -34,6 +34,7 @@ from ._common import (
     block_w,
     define_op,
     plan_rows,
+    unused_pointer,
 )
 
 __all__ = ["soft_argmax_2d", "soft_argmax_3d", "soft_argmax_forward", "soft_argmax_backward"]
@@ -214,16 +215,18 @@ def soft_argmax_forward(logits: Tensor, rows_per_split: int | None = None) -> tu
     if bj == 0:
         return coords, stats
     splits, rps = plan_rows(bj, rows, w, x.device, rows_per_split)
-    single = splits == 1
-    # With one split the partial buffer is not touched: pass ``stats`` in its place.
-    part = stats if single else torch.empty((bj, splits, 5), dtype=acc, device=x.device)
+    single = bool(splits == 1)
+    if single:  # one program per volume writes the results directly; no partials
+        part = unused_pointer(x.device, acc)
+    else:
+        part = torch.empty((bj, splits, 5), dtype=acc, device=x.device)
     wrap_triton(_soft_argmax_fwd_kernel)[(bj, splits)](
         x, coords, stats, part, rows, h, w, rps, splits,
         NDIM=ndim, SINGLE=single, BLOCK_W=block_w(w),
     )
     if not single:
         wrap_triton(_soft_argmax_combine_kernel)[(bj,)](
-            part, coords, stats, splits, NDIM=ndim, BLOCK_S=triton.next_power_of_2(splits)
+            part, coords, stats, splits, NDIM=ndim, BLOCK_S=triton.next_power_of_2(int(splits))
         )
     return coords, stats
 

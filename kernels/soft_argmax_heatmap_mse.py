@@ -36,6 +36,7 @@ from ._common import (
     define_op,
     gaussian_params,
     plan_rows,
+    unused_pointer,
 )
 from .soft_argmax import _store_result
 
@@ -214,16 +215,19 @@ def soft_argmax_heatmap_mse_forward(
         return coords, torch.zeros((), dtype=x.dtype, device=x.device), stats
     params = gaussian_params(joints, weights, sigma, acc)
     splits, rps = plan_rows(bj, rows, w, x.device, rows_per_split)
-    single = splits == 1
+    single = bool(splits == 1)
     sse = torch.empty((bj,), dtype=acc, device=x.device)
-    part = sse if single else torch.empty((bj, splits, 6), dtype=acc, device=x.device)
+    if single:  # one program per volume writes the results directly; no partials
+        part = unused_pointer(x.device, acc)
+    else:
+        part = torch.empty((bj, splits, 6), dtype=acc, device=x.device)
     wrap_triton(_fused_fwd_kernel)[(bj, splits)](
         x, params, coords, stats, sse, part, rows, h, w, rps, splits,
         SINGLE=single, BLOCK_W=block_w(w),
     )
     if not single:
         wrap_triton(_fused_combine_kernel)[(bj,)](
-            part, coords, stats, sse, splits, BLOCK_S=triton.next_power_of_2(splits)
+            part, coords, stats, sse, splits, BLOCK_S=triton.next_power_of_2(int(splits))
         )
     mse = sse.sum() / max(bj * n, 1)
     return coords, mse.to(x.dtype), stats

@@ -17,6 +17,7 @@
 #include "../heatmap_mse/heatmap_mse.h"
 #include "../soft_argmax/soft_argmax.h"
 #include "fp_cuda.cuh"
+#include "volume_index.h"
 
 namespace fastpose {
 namespace volume_cuda {
@@ -25,10 +26,12 @@ constexpr int kThreads = 256;
 constexpr int kIters = 8;    // packs per thread per chunk
 constexpr int kPartial = 6;  // m, s, sx, sy, sz, sq
 
-struct Geometry {
-  int64_t rows, n;  // n = d * h * w values per row
-  int d, h, w;
-};
+using volume_index::Geometry;
+using volume_index::Pos;
+using volume_index::Step;
+using volume_index::advance;
+using volume_index::pos_of;
+using volume_index::step_of;
 
 struct Plan {
   int vec;            // values per pack: 16 / sizeof(T) when n % that == 0, else 1
@@ -56,36 +59,6 @@ struct Target {
   __device__ A weight(int64_t r) const { return weights ? weights[r] : A(1); }
   __device__ A mu(int64_t r, int axis) const { return axis < jdim ? joints[r * jdim + axis] : A(0); }
 };
-
-// Voxel position (x, y, z) of a linear index and its advance by a fixed linear step.
-struct Pos {
-  int x, y, z;
-};
-struct Step {
-  int dx, dy, dz;
-};
-
-__device__ __forceinline__ Pos pos_of(int64_t e, const Geometry& g) {
-  const int64_t line = e / g.w;
-  return Pos{static_cast<int>(e - line * g.w), static_cast<int>(line % g.h), static_cast<int>(line / g.h)};
-}
-__device__ __forceinline__ Step step_of(int64_t s, const Geometry& g) {
-  const Pos p = pos_of(s, g);
-  return Step{p.x, p.y, p.z};
-}
-__device__ __forceinline__ void advance(Pos& p, const Step& s, const Geometry& g) {
-  p.x += s.dx;
-  if (p.x >= g.w) {
-    p.x -= g.w;
-    ++p.y;
-  }
-  p.y += s.dy;
-  if (p.y >= g.h) {
-    p.y -= g.h;
-    ++p.z;
-  }
-  p.z += s.dz;
-}
 
 template <typename A>
 __device__ __forceinline__ soft_argmax::State<A> shfl_down_state(const soft_argmax::State<A>& s, int off) {

@@ -44,22 +44,32 @@ def _err(v) -> str:
     return "—" if v is None else f"{v:.1e}"
 
 
+def _other_device(row: dict) -> bool:
+    """A backend that does not serve this device at all (e.g. cuda on a CPU): listed, not tabled."""
+    return row["status"].startswith("not supported") and "device" in row["status"] and "not served" in row["status"]
+
+
 def format_table(rows: list[dict]) -> str:
     """The rows of :func:`fastpose.ops.backend_table` as a text table with speed-ups over reference."""
     ref_ms = {r["op"]: r["ms"] for r in rows if r["backend"] == "reference" and r["ms"]}
     header = ("op", "backend", "fwd+bwd ms", "vs reference", "max |out err|", "max |grad err|", "status")
     body = []
     for r in rows:
+        if _other_device(r):
+            continue
         base = ref_ms.get(r["op"])
         speed = f"{base / r['ms']:.2f}x" if base and r["ms"] else "—"
-        status = r["status"] if len(r["status"]) <= 60 else r["status"][:57] + "..."
+        status = r["status"] if len(r["status"]) <= 70 else r["status"][:67] + "..."
         body.append((r["op"], r["backend"], _ms(r["ms"]), speed, _err(r["max_abs_err"]),
                      _err(r["max_abs_grad_err"]), status))
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *body)]
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *body, strict=True)]
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)
     lines = [fmt.format(*header), fmt.format(*("-" * w for w in widths))]
     lines += [fmt.format(*row) for row in body]
-    return "\n".join(lines)
+    elsewhere = sorted({r["backend"] for r in rows if _other_device(r)})
+    if elsewhere:
+        lines.append(f"\n(registered for another device, not run here: {', '.join(elsewhere)})")
+    return "\n".join(line.rstrip() for line in lines)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -89,7 +99,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"median of {args.repeats} host-timed forward+backward runs (first call included); "
               "errors against the reference backend\n")
         print(format_table(rows))
-        if device == "cpu" and any(r["backend"] == "triton" for r in rows):
+        if device == "cpu" and any(r["backend"] == "triton" and r["ms"] is not None for r in rows):
             print("\nnote: on the CPU the triton backend runs in the Triton interpreter (TRITON_INTERPRET=1): "
                   "its times are not a measure of the kernels")
     bad = [r for r in rows if r["status"] == "MISMATCH"]

@@ -238,6 +238,7 @@ class H36MImageDataset(Dataset):
         self.sequences: list[tuple[str, str, int, np.ndarray, np.ndarray]] = []  # subject, action, cam, p3, uv
         self.index: list[tuple[int, int]] = []  # (sequence, frame)
         wanted = None if actions is None else {canonical_action(a) for a in actions}
+        skipped: list[str] = []
         for subject in subjects:
             if subject not in data:
                 raise ValueError(
@@ -251,14 +252,16 @@ class H36MImageDataset(Dataset):
                 for ci, cam in enumerate(cams):
                     folder = self._folder(subject, action, cam.id)
                     if not os.path.isdir(folder):
-                        warnings.warn(f"H36MImageDataset: skipping {subject} {action!r} camera {cam.id}: "
-                                      f"no folder {folder}", stacklevel=2)
+                        skipped.append(f"{subject} {action!r} camera {cam.id}")
                         continue
                     p3 = add_thorax(np.asarray(cam.world_to_camera(world)))  # (T, 18, 3)
                     uv = self._project(p3, cam)  # (T, 18, 2) pixels, with distortion
                     seq = len(self.sequences)
                     self.sequences.append((subject, action, ci, p3.astype(np.float32), uv.astype(np.float32)))
                     self.index.extend((seq, f) for f in range(0, len(p3), frame_stride))
+        if skipped:
+            warnings.warn(f"H36MImageDataset: skipping {len(skipped)} sequence(s) without an image folder under "
+                          f"{os.path.join(self.root, 'images')}: " + ", ".join(skipped), stacklevel=2)
         if not self.index:
             raise ValueError(f"H36MImageDataset: no frames found under {self.root} for subjects {list(subjects)}")
 
@@ -280,7 +283,11 @@ class H36MImageDataset(Dataset):
         return len(self.index)
 
     def __getitem__(self, index: int) -> dict:
-        from PIL import Image
+        try:
+            from PIL import Image
+        except ImportError as exc:  # pillow is the optional "viz" extra
+            raise ImportError("H36MImageDataset reads frames with Pillow: pip install 'fastpose[viz]' "
+                              "(or pip install pillow)") from exc
 
         seq, frame = self.index[index]
         subject, action, ci, p3, uv = self.sequences[seq]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import functools
 import json
 import platform
 import subprocess
@@ -222,6 +223,11 @@ def _git_revision() -> str | None:
 
 def versions() -> dict[str, Any]:
     """Versions of everything an engine depends on (recorded in metadata and latency JSON)."""
+    return dict(_versions())
+
+
+@functools.lru_cache(maxsize=1)
+def _versions() -> dict[str, Any]:
     import fastpose
 
     out: dict[str, Any] = {

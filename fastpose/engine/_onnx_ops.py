@@ -29,8 +29,6 @@ softmax and the reductions in float32.
 
 from __future__ import annotations
 
-from typing import Optional
-
 from onnxscript import ir
 from onnxscript import opset18 as op
 from onnxscript.onnx_types import TensorType
@@ -145,14 +143,14 @@ def _heatmap_mse(heatmaps, joints, sigma: float, weights, reduction: str, ndim: 
     return op.Div(total, count)
 
 
-def heatmap_mse_2d(heatmaps: TensorType, joints: TensorType, sigma: float, weights: Optional[TensorType],
+def heatmap_mse_2d(heatmaps: TensorType, joints: TensorType, sigma: float, weights: TensorType | None,
                    reduction: str) -> TensorType:
     """fastpose::heatmap_mse_2d_reference -> loss in heatmaps' dtype."""
     out = _heatmap_mse(heatmaps, joints, sigma, weights, reduction, 2)
     return op.Cast(out, to=heatmaps.dtype)
 
 
-def heatmap_mse_3d(heatmaps: TensorType, joints: TensorType, sigma: float, weights: Optional[TensorType],
+def heatmap_mse_3d(heatmaps: TensorType, joints: TensorType, sigma: float, weights: TensorType | None,
                    reduction: str) -> TensorType:
     """fastpose::heatmap_mse_3d_reference -> loss in heatmaps' dtype."""
     out = _heatmap_mse(heatmaps, joints, sigma, weights, reduction, 3)
@@ -160,7 +158,7 @@ def heatmap_mse_3d(heatmaps: TensorType, joints: TensorType, sigma: float, weigh
 
 
 def soft_argmax_heatmap_mse_3d(logits: TensorType, joints: TensorType, sigma: float,
-                               weights: Optional[TensorType]) -> tuple[TensorType, TensorType, TensorType]:
+                               weights: TensorType | None) -> tuple[TensorType, TensorType, TensorType]:
     """fastpose::soft_argmax_heatmap_mse_3d_reference -> (coords, lse, mse), accumulation dtype."""
     coords, lse = _soft_argmax(logits, 3)
     mse = _heatmap_mse(logits, joints, sigma, weights, "mean", 3)
@@ -198,7 +196,7 @@ def project_to_2d(points: TensorType, camera: TensorType) -> TensorType:
 
 
 def reprojection_loss(points: TensorType, camera: TensorType, keypoints_2d: TensorType,
-                      weights: Optional[TensorType]) -> TensorType:
+                      weights: TensorType | None) -> TensorType:
     """fastpose::reprojection_loss_reference -> () mean of w |proj - kp|_2, points' dtype (0 if empty)."""
     acc = _acc(points.dtype)
     e = op.Sub(_project(points, camera, acc), op.Cast(keypoints_2d, to=acc))  # (..., J, 2)

@@ -36,7 +36,15 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ._common import EngineLoadError, EngineMetadata, TensorSpec, check_inputs, now_iso, read_sidecar, versions
+from ._common import (
+    EngineLoadError,
+    EngineMetadata,
+    TensorSpec,
+    check_inputs,
+    now_iso,
+    read_sidecar,
+    versions,
+)
 from ._export import REFERENCE_OPS, export_program, fastpose_ops_in, reference_overload
 from ._models import Deployable
 from .onnx import PARITY_TOLERANCES, ParityReport, compare_outputs

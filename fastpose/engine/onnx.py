@@ -13,7 +13,9 @@ ReduceLogSumExp, ReduceSum, MatMul, Exp, Clip, ...). The file therefore needs no
 library in ONNX Runtime, TensorRT or any other runtime; :func:`check_onnx` verifies that every node
 belongs to the default ONNX domain. (The alternative -- decomposing the custom ops into aten and
 letting torchlib translate those -- also works, and is what the AOTInductor path does; the table
-gives compact graphs built from the operators TensorRT and ONNX Runtime fuse best.)
+gives compact graphs built from the operators TensorRT and ONNX Runtime fuse best.) The
+exporter's registry (torchlib + the table) is built once per process and reused: that is what
+``torch.onnx.export(custom_translation_table=...)`` does on each call, minus ~2 s of rebuilding.
 
 Files: one self-contained ``.onnx`` (weights inside) unless the model exceeds protobuf's 2 GB,
 plus ``<file>.json`` metadata (also stored in the model's ``metadata_props["fastpose"]``).
@@ -27,6 +29,9 @@ PyTorch ``(1e-2, 2e-2)`` / ``(2e-2, 6e-2)``.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import inspect
+import logging
 import os
 import warnings
 from collections.abc import Sequence
@@ -148,33 +153,84 @@ def _output_specs(dep: Deployable, inputs: Sequence[Tensor], dynamic_batch: bool
     return [TensorSpec.of(n, t, dynamic_batch and t.dim() > 0) for n, t in zip(dep.output_names, outs, strict=True)]
 
 
-def export_onnx(dep: Deployable, path: str | os.PathLike, *, inputs: Sequence[Tensor] | None = None,
-                batch: int = 2, dynamic_batch: bool = True, max_batch: int = 1024, opset: int = 18,
-                check: bool = True, extra: dict | None = None) -> EngineMetadata:
-    """Export ``dep`` to the ONNX file ``path``; returns (and writes next to it) its metadata.
+# False: always take the public torch.onnx.export path (the tests exercise both).
+_USE_CACHED_REGISTRY = True
 
-    ``inputs``: example inputs (default: ``dep.example_inputs(batch)``; batch >= 2 for a dynamic
-    batch). ``opset`` >= 18. With ``check``, :func:`check_onnx` runs on the written file.
+
+@functools.lru_cache(maxsize=4)
+def _registry(opset: int):
+    """torchlib's ONNX registry for ``opset`` plus the fused-op translation table, built once per process.
+
+    (torch.onnx.export rebuilds it on every call, parsing ~500 torchlib functions: ~2 s.)
+    """
+    from torch.onnx._internal.exporter import _registration
+
+    from ._onnx_ops import translation_table
+
+    registry = _registration.ONNXRegistry.from_torchlib(opset_version=opset)
+    for torch_op, fn in translation_table().items():
+        registry.register_op(torch_op, fn, is_complex=False)
+    return registry
+
+
+def _to_onnx_program(ep: torch.export.ExportedProgram, opset: int, input_names, output_names):
+    """ExportedProgram -> ONNXProgram with the fused ops lowered by the translation table.
+
+    Uses the exporter's core with a cached registry; if that private API is not there (another
+    torch version), the public ``torch.onnx.export(..., custom_translation_table=...)``, which
+    does the same with a fresh registry.
     """
     from ._onnx_ops import translation_table
 
+    reg_log = logging.getLogger("torch.onnx._internal.exporter._registration")
+    level = reg_log.level
+    reg_log.setLevel(logging.ERROR)  # "torchvision is not installed. Skipping torchvision::nms" x4
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the exporter's FutureWarnings about pytree internals
+            try:
+                from torch.onnx._internal.exporter import _core
+
+                core_export = _core.export
+                if not _USE_CACHED_REGISTRY or "registry" not in inspect.signature(core_export).parameters:
+                    core_export = None
+            except (ImportError, AttributeError):
+                core_export = None
+            if core_export is not None:
+                return core_export(ep, (), None, registry=_registry(opset), input_names=list(input_names),
+                                   output_names=list(output_names), verbose=False, optimize=True,
+                                   opset_version=opset)
+            return torch.onnx.export(
+                ep, (), dynamo=True, custom_translation_table=translation_table(), opset_version=opset,
+                input_names=list(input_names), output_names=list(output_names), verbose=False, optimize=True,
+            )
+    finally:
+        reg_log.setLevel(level)
+
+
+def export_onnx(dep: Deployable, path: str | os.PathLike, *, inputs: Sequence[Tensor] | None = None,
+                batch: int = 2, dynamic_batch: bool = True, max_batch: int = 1024, opset: int = 18,
+                device: str = "cpu", check: bool = True, extra: dict | None = None) -> EngineMetadata:
+    """Export ``dep`` to the ONNX file ``path``; returns (and writes next to it) its metadata.
+
+    ``inputs``: example inputs (default: ``dep.example_inputs(batch)``; batch >= 2 for a dynamic
+    batch). ``opset`` >= 18. ``device``: where the model is traced ('cuda' for half precision
+    models too slow on a CPU; the file itself runs anywhere). With ``check``,
+    :func:`check_onnx` runs on the written file.
+    """
     if opset < 18:
         raise ValueError(f"argument 'opset': expected >= 18, received {opset}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    inputs = tuple(inputs) if inputs is not None else dep.example_inputs(batch)
+    if device != "cpu":
+        dep = dep.to(device=device)
+    inputs = tuple(t.to(device) for t in (inputs if inputs is not None else dep.example_inputs(batch)))
     ep = export_program(dep, inputs, dynamic_batch=dynamic_batch, max_batch=max_batch)
     in_specs = [TensorSpec.of(n, t, dynamic_batch) for n, t in zip(dep.input_names, inputs, strict=True)]
     out_specs = _output_specs(dep, inputs, dynamic_batch)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the exporter's FutureWarnings about pytree internals
-        program = torch.onnx.export(
-            ep, (), dynamo=True, custom_translation_table=translation_table(), opset_version=opset,
-            input_names=list(dep.input_names), output_names=list(dep.output_names), verbose=False,
-            optimize=True,
-        )
+    program = _to_onnx_program(ep, opset, dep.input_names, dep.output_names)
     meta = EngineMetadata(
-        format="onnx", model=dep.name, precision=_PRECISION_OF.get(dep.dtype, str(dep.dtype)), device="cpu",
+        format="onnx", model=dep.name, precision=_PRECISION_OF.get(dep.dtype, str(dep.dtype)), device="any",
         inputs=in_specs, outputs=out_specs, batch_range=(1, max_batch) if dynamic_batch else (inputs[0].shape[0],) * 2,
         model_config=dep.config, versions=versions(), created=now_iso(),
         extra={"opset": opset, "exporter": "torch.onnx.export(dynamo=True) + fastpose translation table",

@@ -130,6 +130,12 @@ class SPGNet(nn.Module):
         self.shrink = nn.Conv1d(C, J * 3, 1)
         self.traj_shrink = nn.Conv1d(C, 3, 1) if cfg.trajectory else None
         self.drop = nn.Dropout(cfg.dropout)
+        with torch.no_grad():
+            # Small output layers: with the default init the heads start with ~0.5 m of random
+            # output per coordinate, which the first hundreds of steps only spend undoing.
+            self.shrink.weight.mul_(0.1)
+            if self.traj_shrink is not None:
+                self.traj_shrink.weight.mul_(0.1)
 
     # ------------------------------------------------------------------------------ properties
     @property

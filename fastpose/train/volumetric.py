@@ -234,6 +234,9 @@ def train_volumetric(
             train_dataset.set_epoch(epoch)  # fresh renders / augmentation every epoch
         loader = common.make_loader(train_dataset, cfg.batch_size, rt, seed=cfg.seed, shuffle=True, epoch=epoch,
                                     skip_batches=step_in_epoch, num_workers=cfg.workers)
+        # The iterator draws its base seed from this generator instead of the global RNG, so a
+        # resumed run (global RNG restored from the checkpoint) draws the same dropout masks.
+        loader.generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
         net.train()
         sums = dict.fromkeys(keys, 0.0)
         n_seen = 0
@@ -262,7 +265,7 @@ def train_volumetric(
                 mpjpe = (pred - gt)[:, list(_EVAL_JOINTS)].norm(dim=-1).mean()
             for k, v in (("loss", loss), ("loss_2d", out["loss_2d"]), ("loss_3d", out["loss_3d"]),
                          ("loss_pose", out["loss_pose"]), ("mpjpe", mpjpe)):
-                sums[k] += float(v) * b
+                sums[k] += float(v.detach()) * b
             if step_in_epoch % 10 == 0 or step_in_epoch == steps_per_epoch:
                 bar.set_postfix(loss=f"{sums['loss'] / n_seen:.4f}", mpjpe=f"{1000 * sums['mpjpe'] / n_seen:.1f}mm",
                                 lr=f"{scheduler.get_last_lr()[0]:.1e}")

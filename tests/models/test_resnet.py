@@ -14,6 +14,15 @@ from fastpose.models.resnet import (
 )
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One intra-op thread: on a shared 2-core machine OpenMP barriers of 2 threads stall for seconds."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def _torchvision_state_dict(layers, width, num_classes=1000, seed=0) -> dict[str, torch.Tensor]:
     """A state dict with torchvision's ResNet key names and shapes, built from its naming rules
     (conv1/bn1, layer{k}.{j}.conv{1,2,3}/bn{1,2,3}, downsample.0/1 on each stage's first block, fc)."""

@@ -6,7 +6,7 @@ This script runs the real front end and back end (TTIR -> TTGIR -> LLVM -> PTX -
 ptxas bundled with triton) for a CUDA target given by hand, which needs no driver. It must run in
 a process WITHOUT ``TRITON_INTERPRET=1`` (``@triton.jit`` then builds compilable kernels).
 
-Usage: python -m tests.triton._compile_check [--arch 90] [--dtypes fp32,fp16,bf16,fp64]
+Usage: python -m tests.triton._compile_check [--arch 90] [--dtypes fp32,fp16,bf16,fp64] [--all-configs]
 Prints one line per compiled kernel and exits non-zero on the first failure.
 """
 
@@ -93,6 +93,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--arch", type=int, default=90)
     parser.add_argument("--dtypes", default="fp32,fp16,bf16,fp64")
+    parser.add_argument("--all-configs", action="store_true",
+                        help="every autotune configuration (default: the last, largest one)")
     args = parser.parse_args(argv)
 
     import triton
@@ -106,8 +108,7 @@ def main(argv=None) -> int:
         for name, kernel, sig, consts in _specs():
             configs = kernel.configs if isinstance(kernel, Autotuner) else [None]
             fn = kernel.fn if isinstance(kernel, Autotuner) else kernel
-            # the first and the last configuration (smallest and largest tiles / warps)
-            for cfg in {id(c): c for c in (configs[0], configs[-1])}.values():
+            for cfg in configs if args.all_configs else configs[-1:]:
                 constexprs = dict(consts)
                 options = {}
                 if cfg is not None:

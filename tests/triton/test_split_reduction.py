@@ -103,7 +103,7 @@ def test_split_results_are_bitwise_reproducible(K, device):
     for rps in (None, 2):
         a = K.soft_argmax_heatmap_mse.soft_argmax_heatmap_mse_forward(x, mu.float(), SIGMA, w.float(), rps)
         b = K.soft_argmax_heatmap_mse.soft_argmax_heatmap_mse_forward(x.clone(), mu.float(), SIGMA, w.float(), rps)
-        for u, v in zip(a, b):
+        for u, v in zip(a, b, strict=True):
             assert torch.equal(u, v)
         c1, s1 = K.soft_argmax.soft_argmax_forward(x, rows_per_split=rps)
         c2, s2 = K.soft_argmax.soft_argmax_forward(x.clone(), rows_per_split=rps)

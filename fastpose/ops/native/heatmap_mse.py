@@ -83,13 +83,19 @@ def _define(backend: str, ndim: int):
 
     def setup_context(ctx, inputs, output):
         heatmaps, _joints, _sigma, _weights, _reduction, need_grad = inputs
-        ctx.need_grad, ctx.dtype, ctx.shape = need_grad, heatmaps.dtype, heatmaps.shape
+        ctx.need_grad, ctx.dtype = need_grad, heatmaps.dtype
+        # saved_grad is an internal output: no gradient flows into it, and autograd must not
+        # materialise a zero tensor of the volume's size for it in the backward.
+        ctx.mark_non_differentiable(output[1])
+        ctx.set_materialize_grads(False)
         ctx.save_for_backward(output[1])
 
     def backward(ctx, grad_loss, _grad_saved):
         if not ctx.need_grad:
             raise RuntimeError(f"{name}: called with need_grad=False, so no gradient was saved; call it "
                                "with need_grad=True when heatmaps requires grad")
+        if grad_loss is None:
+            return None, None, None, None, None, None
         (saved,) = ctx.saved_tensors
         return bwd(grad_loss, saved, ctx.dtype), None, None, None, None, None
 

@@ -131,12 +131,16 @@ def _define_reprojection(backend: str):
     def setup_context(ctx, inputs, output):
         points, _camera, _kp, _weights, need_grad = inputs
         ctx.need_grad, ctx.dtype = need_grad, points.dtype
+        ctx.mark_non_differentiable(output[1])  # internal output (see heatmap_mse.py)
+        ctx.set_materialize_grads(False)
         ctx.save_for_backward(output[1])
 
     def backward(ctx, grad_loss, _grad_saved):
         if not ctx.need_grad:
             raise RuntimeError(f"{name}: called with need_grad=False, so no gradient was saved; call it "
                                "with need_grad=True when points requires grad")
+        if grad_loss is None:
+            return None, None, None, None, None
         (saved,) = ctx.saved_tensors
         return bwd(grad_loss, saved, ctx.dtype), None, None, None, None
 

@@ -75,12 +75,14 @@ def _define(backend: str, ndim: int):
         return logits.new_empty(logits.shape)
 
     def setup_context(ctx, inputs, output):
+        ctx.mark_non_differentiable(output[1])  # stats: internal, no gradient
+        ctx.set_materialize_grads(False)
         ctx.save_for_backward(inputs[0], output[1])
 
     def backward(ctx, grad_coords, _grad_stats):
         logits, stats = ctx.saved_tensors
         if grad_coords is None:
-            return torch.zeros_like(logits)
+            return None
         return bwd(grad_coords, logits, stats)
 
     fwd.register_autograd(backward, setup_context=setup_context)

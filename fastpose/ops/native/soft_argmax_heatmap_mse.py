@@ -93,9 +93,14 @@ def _define(backend: str):
     def setup_context(ctx, inputs, output):
         logits, joints, sigma, weights = inputs
         ctx.sigma, ctx.has_w = sigma, weights is not None
+        ctx.mark_non_differentiable(output[2])  # stats: internal, no gradient
+        # grad_coords / grad_mse stay None when unused: the kernel then skips that part
+        ctx.set_materialize_grads(False)
         ctx.save_for_backward(logits, joints, weights if weights is not None else joints, output[2])
 
     def backward(ctx, grad_coords, grad_mse, _grad_stats):
+        if grad_coords is None and grad_mse is None:
+            return None, None, None, None
         logits, joints, weights, stats = ctx.saved_tensors
         grad = bwd(grad_coords, grad_mse, logits, joints, ctx.sigma, weights if ctx.has_w else None, stats)
         return grad, None, None, None

@@ -1,0 +1,1 @@
+"""Tests of fastpose.engine (ONNX, AOTInductor, TensorRT, latency)."""

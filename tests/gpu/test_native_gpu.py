@@ -1,0 +1,266 @@
+"""The ``cuda`` backend (csrc/**/*.cu through fastpose._C) on a real GPU.
+
+Every op against the reference (forward and gradient; float32/float64 tight, float16/bfloat16 by
+the 2x rule of tests/_tolerances.py) at the seed shapes and at odd shapes (the unvectorised path)
+and B=1 (many chunks per row); bit-for-bit reproducibility; a side stream; CUDA-graph capture of
+forward+backward (no host synchronisation); torch.compile(fullgraph=True); opcheck; and 64-bit
+indexing on a volume of more than 2^31 values. Skipped without CUDA or without a CUDA build.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import fastpose.reference as R
+from fastpose import _ext, ops
+from tests._tolerances import assert_close, assert_low_precision
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"),
+    pytest.mark.skipif(not _ext.cuda_built(), reason=f"fastpose._C built without CUDA ({_ext.error()})"),
+]
+
+DEV = "cuda"
+SIGMA = 2.0
+H36M_CAMERA = [2.290099, 2.2875624, 0.02508307, 0.0289107, -0.20709892, 0.24777518, -0.00307515, -0.0009757,
+               -0.00142447]
+
+
+def _gen(seed: int) -> torch.Generator:
+    return torch.Generator(device=DEV).manual_seed(seed)
+
+
+def _volume(seed, shape, dtype):
+    gen = _gen(seed)
+    b, j, *spatial = shape
+    x = torch.randn(*shape, generator=gen, device=DEV, dtype=torch.float32).to(dtype)
+    extent = torch.tensor(spatial[::-1], device=DEV, dtype=torch.float32) - 1
+    mu = torch.rand(b, j, len(spatial), generator=gen, device=DEV) * extent
+    w = torch.rand(b, j, generator=gen, device=DEV) + 0.5
+    return x, mu, w
+
+
+def _points(seed, n, t, j, dtype):
+    gen = _gen(seed)
+    xy = torch.randn(n, t, j, 2, generator=gen, device=DEV) * 0.4
+    z = torch.rand(n, t, j, 1, generator=gen, device=DEV) * 3 + 2
+    pts = torch.cat([xy * z, z], -1)
+    pts[..., 0, 0] = pts[..., 0, 2] * 1.5  # clamped points
+    cam = torch.tensor(H36M_CAMERA, device=DEV).expand(n, 9).clone()
+    cam[:, :4] += torch.randn(n, 4, generator=gen, device=DEV) * 0.01
+    kp = R.project_to_2d(pts, cam) + torch.randn(n, t, j, 2, generator=gen, device=DEV) * 0.02
+    w = torch.rand(n, t, j, generator=gen, device=DEV) + 0.5
+    return pts.to(dtype), cam, kp, w
+
+
+def _case(op, seed, dtype, shape=None):
+    """(x, fn(x, backend) -> outputs tuple) at the seed shapes (or ``shape`` for volume ops)."""
+    if op in ("soft_argmax_3d", "heatmap_mse_3d", "soft_argmax_heatmap_mse_3d"):
+        x, mu, w = _volume(seed, shape or (4, 18, 64, 64, 64), dtype)
+    elif op in ("soft_argmax_2d", "heatmap_mse_2d"):
+        x, mu, w = _volume(seed, shape or (32, 18, 64, 64), dtype)
+    else:
+        pts, cam, kp, w = _points(seed, 64, 243, 17, dtype)
+        if op == "project_to_2d":
+            return pts, lambda t, be: (ops.project_to_2d(t, cam, backend=be),)
+        return pts, lambda t, be: (ops.reprojection_loss(t, cam, kp, w, backend=be),)
+    if op.startswith("soft_argmax_heatmap"):
+        return x, lambda t, be: ops.soft_argmax_heatmap_mse_3d(t, mu, SIGMA, w, backend=be)
+    if op.startswith("heatmap"):
+        fn = getattr(ops, op)
+        return (x.float() * 0.3 + 0.2).to(dtype), lambda t, be: (fn(t, mu, SIGMA, w, "none", backend=be),)
+    fn = getattr(ops, op)
+    return x, lambda t, be: (fn(t, backend=be),)
+
+
+def _run(fn, x, backend, seed=0):
+    """Outputs and d(sum_k c_k . out_k)/dx with fixed random cotangents."""
+    x = x.detach().clone().requires_grad_(True)
+    outs = fn(x, backend)
+    g = _gen(seed)
+    loss = sum((o.float() * torch.randn(o.shape, generator=g, device=DEV)).sum() for o in outs)
+    (grad,) = torch.autograd.grad(loss, x)
+    return [o.detach() for o in outs], grad
+
+
+OPS = ["soft_argmax_2d", "soft_argmax_3d", "heatmap_mse_2d", "heatmap_mse_3d", "soft_argmax_heatmap_mse_3d",
+       "project_to_2d", "reprojection_loss"]
+
+
+@pytest.mark.parametrize("op", OPS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
+def test_matches_reference(op, dtype):
+    x, fn = _case(op, 1, dtype)
+    out, grad = _run(fn, x, "cuda")
+    exp_out, exp_grad = _run(fn, x.double(), "reference")
+    for o, e in zip(out, exp_out, strict=True):
+        assert o.dtype == dtype
+        assert_close(o, e, dtype, f"{op}[cuda] output")
+    assert_close(grad, exp_grad, dtype, f"{op}[cuda] gradient")
+
+
+@pytest.mark.parametrize("op", ["soft_argmax_3d", "heatmap_mse_3d", "soft_argmax_heatmap_mse_3d"])
+@pytest.mark.parametrize("shape", [(3, 17, 13, 21, 33), (1, 18, 64, 64, 64), (2, 17, 1, 1, 5)], ids=str)
+def test_odd_and_single_batch_volumes(op, shape):
+    x, fn = _case(op, 2, torch.float32, shape)
+    out, grad = _run(fn, x, "cuda")
+    exp_out, exp_grad = _run(fn, x.double(), "reference")
+    for o, e in zip(out, exp_out, strict=True):
+        assert_close(o, e, torch.float32, f"{op}[cuda] {shape} output")
+    assert_close(grad, exp_grad, torch.float32, f"{op}[cuda] {shape} gradient")
+
+
+@pytest.mark.parametrize("op", OPS)
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["float16", "bfloat16"])
+def test_low_precision(op, dtype):
+    x, fn = _case(op, 3, dtype)
+    exp_out, exp_grad = _run(fn, x.double(), "reference")
+    ref_out, ref_grad = _run(fn, x, "reference")
+    out, grad = _run(fn, x, "cuda")
+    for o, r, e in zip(out, ref_out, exp_out, strict=True):
+        assert o.dtype == dtype
+        assert_low_precision(o, r, e, f"{op}[cuda] {dtype} output")
+    assert grad.dtype == dtype
+    assert_low_precision(grad, ref_grad, exp_grad, f"{op}[cuda] {dtype} gradient")
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_bitwise_reproducible(op):
+    x, fn = _case(op, 4, torch.float32)
+    out1, g1 = _run(fn, x, "cuda")
+    out2, g2 = _run(fn, x, "cuda")
+    for a, b in zip(out1, out2, strict=True):
+        assert torch.equal(a, b), f"{op}[cuda]: output differs between runs"
+    assert torch.equal(g1, g2), f"{op}[cuda]: gradient differs between runs"
+
+
+def test_extreme_logits():
+    gen = _gen(5)
+    x = torch.randn(4, 18, 32, 32, 32, generator=gen, device=DEV) * 1e4
+    mu = torch.rand(4, 18, 3, generator=gen, device=DEV) * 31
+    fn = lambda t, be: ops.soft_argmax_heatmap_mse_3d(t, mu, SIGMA, backend=be)  # noqa: E731
+    out, grad = _run(fn, x, "cuda")
+    exp_out, exp_grad = _run(fn, x.double(), "reference")
+    for o, e in zip(out, exp_out, strict=True):
+        assert torch.isfinite(o).all()
+        torch.testing.assert_close(o.double(), e, rtol=1e-5, atol=1e-4)
+    assert torch.isfinite(grad).all()
+
+
+def test_side_stream():
+    x, fn = _case("soft_argmax_heatmap_mse_3d", 6, torch.float32)
+    exp_out, exp_grad = _run(fn, x, "cuda")
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):
+        out, grad = _run(fn, x, "cuda")
+    torch.cuda.current_stream().wait_stream(s)
+    for a, b in zip(out, exp_out, strict=True):
+        assert torch.equal(a, b)
+    assert torch.equal(grad, exp_grad)
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_cuda_graph_capture(op):
+    """Forward + backward captured in a CUDA graph: possible only without host synchronisation."""
+    x, fn = _case(op, 7, torch.float32)
+    static_x = x.detach().clone().requires_grad_(True)
+
+    def step():
+        outs = fn(static_x, "cuda")
+        loss = sum(o.float().sum() for o in outs)
+        (g,) = torch.autograd.grad(loss, static_x)
+        return [o.detach() for o in outs], g
+
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):
+        for _ in range(2):  # warm-up outside the capture
+            step()
+    torch.cuda.current_stream().wait_stream(s)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        static_out, static_grad = step()
+    new_x = x * 0.5 + 0.1
+    with torch.no_grad():
+        static_x.copy_(new_x)
+    graph.replay()
+    torch.cuda.synchronize()
+    exp_out, exp_grad = step()
+    for a, b in zip(static_out, exp_out, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(static_grad, exp_grad, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_compile_fullgraph(op):
+    x, fn = _case(op, 8, torch.float32)
+    compiled = torch.compile(lambda t: fn(t, "cuda"), fullgraph=True)
+    out, grad = _run(lambda t, be: compiled(t), x, "cuda")
+    exp_out, exp_grad = _run(fn, x, "cuda")
+    for a, b in zip(out, exp_out, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(grad, exp_grad, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_opcheck(op):
+    if op.endswith("3d"):
+        shape = (2, 17, 5, 6, 7)
+    elif op.endswith("2d") and "project" not in op:
+        shape = (2, 17, 9, 11)
+    else:
+        shape = None
+    x, fn = _case(op, 9, torch.float32, shape)
+    captured = []
+
+    class _Capture(torch.utils._python_dispatch.TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func.namespace == "fastpose":
+                captured.append((func, args, kwargs or {}))
+            return func(*args, **(kwargs or {}))
+
+    with _Capture():
+        _run(fn, x, "cuda")
+    assert captured
+    for func, args, kwargs in {c[0]: c for c in captured}.values():
+        differentiable = not func.name().endswith("_backward")
+        args = tuple(a.detach().clone().requires_grad_(a.requires_grad and differentiable)
+                     if isinstance(a, torch.Tensor) else a for a in args)
+        torch.library.opcheck(func, args, kwargs)
+
+
+def _free_gib() -> float:
+    free, _total = torch.cuda.mem_get_info()
+    return free / 2**30
+
+
+def test_volume_beyond_2_31_values():
+    """One (b, j) volume of 1300^3 > 2^31 values (bfloat16): offsets need 64 bits."""
+    d = 1300
+    if _free_gib() < 24:
+        pytest.skip("needs ~24 GiB of free GPU memory")
+    x = torch.full((1, 1, d, d, d), -60.0, device=DEV, dtype=torch.bfloat16)
+    peak = (d - 2, d - 3, d - 5)  # (x, y, z), at a linear offset > 2^31
+    assert (peak[2] * d + peak[1]) * d + peak[0] > 2**31
+    x[0, 0, peak[2], peak[1], peak[0]] = 0.0
+    x.requires_grad_(True)
+    coords, stats = torch.ops.fastpose.soft_argmax_3d_cuda(x)
+    # stats = [m, log s, cx, cy, cz] in float32 (the bfloat16 coords are spaced 8 apart near 1300)
+    torch.testing.assert_close(stats[0, 0, 2:].cpu(), torch.tensor(peak, dtype=torch.float32), rtol=0, atol=1e-3)
+    assert stats[0, 0, 0].item() == 0.0 and abs(stats[0, 0, 1].item()) < 1e-6  # m = 0, s = 1 + 2e-17
+    (grad,) = torch.autograd.grad(coords.float().sum(), x)
+    # p is ~1 at the peak and ~exp(-60) elsewhere: the gradient is ~0 everywhere, finite
+    assert torch.isfinite(grad[0, 0, peak[2]]).all()
+    del grad, coords
+    # heatmap MSE of a zero volume: sum t^2 = prod over axes of sum_i g(i)^2 (the factorisation)
+    mu = torch.tensor([[[1000.3, 700.6, 1200.2]]], device=DEV)
+    h = torch.zeros((1, 1, d, d, d), device=DEV, dtype=torch.bfloat16)
+    loss = ops.heatmap_mse_3d(h, mu, 3.0, None, "sum", backend="cuda")
+    idx = torch.arange(d, device=DEV, dtype=torch.float64)
+    expect = 1.0
+    for k in range(3):
+        expect *= torch.exp(-((idx - mu[0, 0, k].double()) ** 2) / (2 * 9.0)).pow(2).sum().item()
+    assert abs(loss.float().item() - expect) <= 1e-2 * expect
