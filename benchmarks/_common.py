@@ -1,7 +1,7 @@
 """Shapes, inputs, providers, timers, memory and roofline arithmetic shared by the benchmark suites.
 
 Everything a ``benchmarks/test_bench_<stem>.py`` needs lives here, so the four suites are a list of
-ops and one call to :func:`run_benchmark`.
+ops and one call to :func:`run_item`.
 
 Shapes (DESIGN.md "Benchmarks", taken from the papers):
 
@@ -594,6 +594,9 @@ def machine_record(device: str) -> dict:
         "backends": {op: _dispatch.available_backends(op) for op in _dispatch.OPS},
         "backend_load_errors": _dispatch.load_errors(),
         "triton_interpret": os.environ.get("TRITON_INTERPRET", "0"),
+        # OpenMP / threading settings change CPU timings (OMP_WAIT_POLICY above all): kept.
+        "env": {k: v for k, v in sorted(os.environ.items())
+                if k.startswith(("OMP_", "GOMP_", "KMP_", "MKL_", "FASTPOSE_", "CUDA_VISIBLE"))},
     }
     try:
         import triton

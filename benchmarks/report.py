@@ -559,9 +559,11 @@ How these numbers are made (see `benchmarks/_common.py`):
   op (`backend=`). The Triton backend runs on the CPU only in its interpreter, so it is not timed there.
 - **Modes**: `forward` is a training forward (input requires grad); `backward` times one backward
   pass (its forward runs untimed before each round); `forward+backward` both.
-- **Time**: median over rounds. GPU: CUDA events around each call after an L2 flush. CPU: host
-  clock (`time.perf_counter`), `torch_threads` threads; the machine's load average is recorded
-  because a shared machine adds noise.
+- **Time**: median over rounds (min shown too). GPU: CUDA events around each call after an L2
+  flush. CPU: host clock (`time.perf_counter`), `torch_threads` threads, `OMP_WAIT_POLICY=PASSIVE`
+  (set by `make bench`: on a shared machine spinning OpenMP threads make each parallel region wait
+  for a descheduled thread); the machine's load average is recorded because a shared machine adds
+  noise, and small (sub-millisecond) cases stay noisy there.
 - **Roofline**: "must-move" bytes are what a perfect implementation reads and writes (volumes:
   forward reads the volume, backward reads it and writes the gradient; a scalar loss can form its
   gradient in the forward pass); `% roofline` = achieved bytes/s over the machine's measured copy

@@ -215,6 +215,8 @@ def h36m_cameras(subject: str) -> tuple[Camera, ...]:
             f"h36m_cameras: subject {subject!r} has no calibration; expected one of {H36M_SUBJECTS}"
         )
     cams = []
+    # The tables' quaternions are float32 values, off unit norm by ~1e-7; normalising them makes
+    # world_to_camera an exact rigid transform (inverse = camera_to_world to float64 rounding).
     for intr, (orientation, translation_mm) in zip(_H36M_INTRINSICS, _H36M_EXTRINSICS[subject], strict=True):
         cams.append(
             Camera(
@@ -225,7 +227,7 @@ def h36m_cameras(subject: str) -> tuple[Camera, ...]:
                 center=intr["center"],
                 radial_distortion=intr["radial_distortion"],
                 tangential_distortion=intr["tangential_distortion"],
-                orientation=orientation,
+                orientation=tuple(float(v) for v in np.asarray(orientation) / np.linalg.norm(orientation)),
                 translation=tuple(t / 1000.0 for t in translation_mm),
                 azimuth=intr["azimuth"],
             )

@@ -18,6 +18,10 @@ _COMMANDS = [
     "fastpose.commands.bench",
     "fastpose.commands.export",
     "fastpose.commands.latency",
+    "fastpose.commands.train",
+    "fastpose.commands.evaluate",
+    "fastpose.commands.visualize",
+    "fastpose.commands.demo",
 ]
 
 

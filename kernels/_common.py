@@ -32,6 +32,7 @@ __all__ = [
     "define_op",
     "gaussian_params",
     "plan_rows",
+    "store_dtype",
     "unused_pointer",
 ]
 
@@ -51,6 +52,18 @@ MAX_BLOCK_W = 256
 def acc_dtype(dtype: torch.dtype) -> torch.dtype:
     """Accumulation dtype: float64 stays float64, float16/bfloat16/float32 accumulate in float32."""
     return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def store_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype a kernel writes for an output of ``dtype``: ``dtype`` itself, except bfloat16
+    under the interpreter, where the output is written in float32 and rounded by torch.
+
+    Why: the Triton interpreter (3.6 and 3.7) converts float32 -> bfloat16 in ``.to()`` by
+    truncating the mantissa (and its ``fp_downcast_rounding="rtne"`` loses the carry when the
+    mantissa overflows), while the GPU rounds to nearest even; truncation doubles the rounding
+    error of bfloat16 outputs. On GPUs the kernels store bfloat16 directly.
+    """
+    return torch.float32 if INTERPRET and dtype == torch.bfloat16 else dtype
 
 
 def block_w(w: int) -> int:

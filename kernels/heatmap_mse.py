@@ -38,6 +38,7 @@ from ._common import (
     define_op,
     gaussian_params,
     plan_rows,
+    store_dtype,
     unused_pointer,
 )
 
@@ -179,15 +180,15 @@ def heatmap_mse_backward(grad: Tensor, gh: Tensor, reduction: str,
     acc = gh.dtype
     b, j = gh.shape[:2]
     bj, n, rows, h, w = _volume_dims(gh)
-    out = torch.empty(gh.shape, dtype=grad.dtype, device=gh.device)
+    out = torch.empty(gh.shape, dtype=store_dtype(grad.dtype), device=gh.device)
     if bj == 0 or n == 0:
-        return out
+        return out.to(grad.dtype)
     scale = (grad.to(acc) / _normaliser(reduction, bj, n)).expand(b, j).reshape(bj).contiguous()
     splits, rps = plan_rows(bj, rows, w, gh.device, rows_per_split)
     wrap_triton(_scale_volumes_kernel)[(bj, splits)](
         gh.contiguous(), scale, out, rows, w, rps, BLOCK_W=block_w(w)
     )
-    return out
+    return out.to(grad.dtype)
 
 
 # ---- torch.library operators -----------------------------------------------------------------

@@ -31,7 +31,7 @@ import triton.language as tl
 from torch import Tensor
 from torch.library import wrap_triton
 
-from ._common import INTERPRET, acc_dtype, define_op, unused_pointer
+from ._common import INTERPRET, acc_dtype, define_op, store_dtype, unused_pointer
 
 __all__ = [
     "project_to_2d",
@@ -253,24 +253,24 @@ def _chunk(chunk: int | None) -> int:
 def project_forward(points: Tensor, camera: Tensor, chunk: int | None = None) -> Tensor:
     """points (..., J, 3), camera (...c, 9) -> (..., J, 2) in points' dtype."""
     pts, cam, p, g = _flat(points, camera)
-    out = torch.empty((*points.shape[:-1], 2), dtype=points.dtype, device=points.device)
+    out = torch.empty((*points.shape[:-1], 2), dtype=store_dtype(points.dtype), device=points.device)
     if p > 0:
         ch = _chunk(chunk)
         wrap_triton(_project_fwd_kernel)[(triton.cdiv(p, ch),)](pts, cam, out, p, g, ch)
-    return out
+    return out.to(points.dtype)
 
 
 def project_backward(grad_out: Tensor, points: Tensor, camera: Tensor,
                      chunk: int | None = None) -> Tensor:
     """dL/dpoints (..., J, 3) from dL/dout (..., J, 2)."""
     pts, cam, p, g = _flat(points, camera)
-    grad = torch.empty(points.shape, dtype=points.dtype, device=points.device)
+    grad = torch.empty(points.shape, dtype=store_dtype(points.dtype), device=points.device)
     if p > 0:
         ch = _chunk(chunk)
         wrap_triton(_project_bwd_kernel)[(triton.cdiv(p, ch),)](
             pts, cam, grad_out.contiguous(), grad, p, g, ch
         )
-    return grad
+    return grad.to(points.dtype)
 
 
 def _loss_inputs(points, keypoints_2d, weights):
@@ -303,16 +303,16 @@ def reprojection_loss_backward(grad: Tensor, points: Tensor, camera: Tensor, key
                                weights: Tensor | None, chunk: int | None = None) -> Tensor:
     """dL/dpoints (..., J, 3) for the scalar gradient ``grad`` of the loss."""
     pts, cam, p, g = _flat(points, camera)
-    out = torch.empty(points.shape, dtype=points.dtype, device=points.device)
+    out = torch.empty(points.shape, dtype=store_dtype(points.dtype), device=points.device)
     if p == 0:
-        return out
+        return out.to(points.dtype)
     kp, w = _loss_inputs(points, keypoints_2d, weights)
     scale = (grad.to(cam.dtype) / p).reshape(1)
     ch = _chunk(chunk)
     wrap_triton(_reproj_bwd_kernel)[(triton.cdiv(p, ch),)](
         pts, cam, kp, w, scale, out, p, g, ch, HAS_W=weights is not None
     )
-    return out
+    return out.to(points.dtype)
 
 
 # ---- torch.library operators -----------------------------------------------------------------

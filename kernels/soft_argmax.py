@@ -34,6 +34,7 @@ from ._common import (
     block_w,
     define_op,
     plan_rows,
+    store_dtype,
     unused_pointer,
 )
 
@@ -209,11 +210,11 @@ def soft_argmax_forward(logits: Tensor, rows_per_split: int | None = None) -> tu
     x = logits.contiguous()
     acc = acc_dtype(x.dtype)
     b, j = x.shape[:2]
-    coords = torch.empty((b, j, ndim), dtype=x.dtype, device=x.device)
+    coords = torch.empty((b, j, ndim), dtype=store_dtype(x.dtype), device=x.device)
     stats = torch.empty((b, j, 4), dtype=acc, device=x.device)
     bj, rows, h, w = _volume_dims(x)
     if bj == 0:
-        return coords, stats
+        return coords.to(x.dtype), stats
     splits, rps = plan_rows(bj, rows, w, x.device, rows_per_split)
     single = bool(splits == 1)
     if single:  # one program per volume writes the results directly; no partials
@@ -228,7 +229,7 @@ def soft_argmax_forward(logits: Tensor, rows_per_split: int | None = None) -> tu
         wrap_triton(_soft_argmax_combine_kernel)[(bj,)](
             part, coords, stats, splits, NDIM=ndim, BLOCK_S=triton.next_power_of_2(int(splits))
         )
-    return coords, stats
+    return coords.to(x.dtype), stats
 
 
 def soft_argmax_backward(grad_coords: Tensor, logits: Tensor, stats: Tensor,
@@ -237,15 +238,15 @@ def soft_argmax_backward(grad_coords: Tensor, logits: Tensor, stats: Tensor,
     x = logits.contiguous()
     g = grad_coords.contiguous()
     st = stats.contiguous()
-    grad = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+    grad = torch.empty(x.shape, dtype=store_dtype(x.dtype), device=x.device)
     bj, rows, h, w = _volume_dims(x)
     if bj == 0:
-        return grad
+        return grad.to(x.dtype)
     splits, rps = plan_rows(bj, rows, w, x.device, rows_per_split)
     wrap_triton(_soft_argmax_bwd_kernel)[(bj, splits)](
         x, st, g, grad, rows, h, w, rps, NDIM=x.dim() - 2, BLOCK_W=block_w(w)
     )
-    return grad
+    return grad.to(x.dtype)
 
 
 # ---- torch.library operators -----------------------------------------------------------------

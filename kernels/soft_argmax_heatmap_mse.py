@@ -36,6 +36,7 @@ from ._common import (
     define_op,
     gaussian_params,
     plan_rows,
+    store_dtype,
     unused_pointer,
 )
 from .soft_argmax import _store_result
@@ -208,11 +209,11 @@ def soft_argmax_heatmap_mse_forward(
     x = logits.contiguous()
     acc = acc_dtype(x.dtype)
     b, j = x.shape[:2]
-    coords = torch.empty((b, j, 3), dtype=x.dtype, device=x.device)
+    coords = torch.empty((b, j, 3), dtype=store_dtype(x.dtype), device=x.device)
     stats = torch.empty((b, j, 4), dtype=acc, device=x.device)
     bj, n, rows, h, w = _volume_dims(x)
     if bj == 0:
-        return coords, torch.zeros((), dtype=x.dtype, device=x.device), stats
+        return coords.to(x.dtype), torch.zeros((), dtype=x.dtype, device=x.device), stats
     params = gaussian_params(joints, weights, sigma, acc)
     splits, rps = plan_rows(bj, rows, w, x.device, rows_per_split)
     single = bool(splits == 1)
@@ -230,7 +231,7 @@ def soft_argmax_heatmap_mse_forward(
             part, coords, stats, sse, splits, BLOCK_S=triton.next_power_of_2(int(splits))
         )
     mse = sse.sum() / max(bj * n, 1)
-    return coords, mse.to(x.dtype), stats
+    return coords.to(x.dtype), mse.to(x.dtype), stats
 
 
 def soft_argmax_heatmap_mse_backward(
@@ -240,10 +241,10 @@ def soft_argmax_heatmap_mse_backward(
     """dL/dlogits from both outputs' gradients, grad_coords (B, J, 3) and grad_mse ()."""
     x = logits.contiguous()
     acc = acc_dtype(x.dtype)
-    grad = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+    grad = torch.empty(x.shape, dtype=store_dtype(x.dtype), device=x.device)
     bj, n, rows, h, w = _volume_dims(x)
     if bj == 0:
-        return grad
+        return grad.to(x.dtype)
     params = gaussian_params(joints, weights, sigma, acc)
     gm = (grad_mse.to(acc) * (2.0 / max(bj * n, 1))).reshape(1)
     splits, rps = plan_rows(bj, rows, w, x.device, rows_per_split)
@@ -251,7 +252,7 @@ def soft_argmax_heatmap_mse_backward(
         x, params, stats.contiguous(), grad_coords.contiguous(), gm, grad, rows, h, w, rps,
         BLOCK_W=block_w(w),
     )
-    return grad
+    return grad.to(x.dtype)
 
 
 # ---- torch.library operators -----------------------------------------------------------------

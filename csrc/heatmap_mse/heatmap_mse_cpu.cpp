@@ -3,6 +3,7 @@
 // grad_scale * w * (h - t) written in the same pass.
 #include <vector>
 
+#include "../common/fp_cpu_memory.h"
 #include "../common/volume_cpu.h"
 #include "heatmap_mse.h"
 
@@ -39,6 +40,7 @@ void forward_cpu(int dtype, uintptr_t heatmaps, int64_t rows, int64_t d, int64_t
   fp_check_ptr(heatmaps, fn, "heatmaps");
   fp_check_ptr(joints, fn, "joints");
   fp_check_ptr(loss_rows, fn, "loss_rows");
+  advise_huge_pages(grad, static_cast<size_t>(rows * d * h * w) * (dtype == 0 ? 4 : 8));
   if (dtype == 0)
     forward_impl(reinterpret_cast<const float*>(heatmaps), rows, d, h, w, ndim, reinterpret_cast<const float*>(joints),
                  sigma, reinterpret_cast<const float*>(weights), reinterpret_cast<float*>(loss_rows),

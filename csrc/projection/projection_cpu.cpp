@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "../common/fp_cpu_memory.h"
 #include "projection.h"
 
 namespace fastpose {
@@ -161,6 +162,7 @@ void project_forward_cpu(int dtype, uintptr_t points, int64_t npoints, uintptr_t
   fp_check_ptr(points, fn, "points");
   fp_check_ptr(camera, fn, "camera");
   fp_check_ptr(out, fn, "out");
+  advise_huge_pages(out, static_cast<size_t>(npoints) * 2 * (dtype == 0 ? 4 : 8));
   if (dtype == 0)
     forward_impl(reinterpret_cast<const float*>(points), npoints, reinterpret_cast<const float*>(camera), ncams,
                  reinterpret_cast<float*>(out), threads);
@@ -178,6 +180,7 @@ void project_backward_cpu(int dtype, uintptr_t grad_out, uintptr_t points, int64
   fp_check_ptr(points, fn, "points");
   fp_check_ptr(camera, fn, "camera");
   fp_check_ptr(grad_points, fn, "grad_points");
+  advise_huge_pages(grad_points, static_cast<size_t>(npoints) * 3 * (dtype == 0 ? 4 : 8));
   if (dtype == 0)
     backward_impl(reinterpret_cast<const float*>(grad_out), reinterpret_cast<const float*>(points), npoints,
                   reinterpret_cast<const float*>(camera), ncams, reinterpret_cast<float*>(grad_points), threads);
@@ -197,6 +200,7 @@ void reprojection_forward_cpu(int dtype, uintptr_t points, int64_t npoints, uint
     fp_check_ptr(camera, fn, "camera");
     fp_check_ptr(keypoints, fn, "keypoints");
   }
+  advise_huge_pages(grad, static_cast<size_t>(npoints) * 3 * (dtype == 0 ? 4 : 8));
   if (dtype == 0)
     reproj_impl(reinterpret_cast<const float*>(points), npoints, reinterpret_cast<const float*>(camera), ncams,
                 reinterpret_cast<const float*>(keypoints), reinterpret_cast<const float*>(weights), scale,

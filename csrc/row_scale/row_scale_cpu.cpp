@@ -3,6 +3,7 @@
 
 #include <algorithm>
 
+#include "../common/fp_cpu_memory.h"
 #include "row_scale.h"
 
 namespace fastpose {
@@ -41,6 +42,7 @@ void forward_cpu(int dtype, uintptr_t src, uintptr_t scale, uintptr_t out, int64
   fp_check_ptr(src, fn, "src");
   fp_check_ptr(scale, fn, "scale");
   fp_check_ptr(out, fn, "out");
+  if (out != src) advise_huge_pages(out, static_cast<size_t>(rows * cols) * (dtype == 0 ? 4 : 8));
   if (dtype == 0)
     impl(reinterpret_cast<const float*>(src), reinterpret_cast<const float*>(scale), reinterpret_cast<float*>(out),
          rows, cols, threads);

@@ -2,6 +2,7 @@
 // (row, chunk)), then per row coords = sums / s and the saved stats [m, log s, cx, cy, cz].
 #include <vector>
 
+#include "../common/fp_cpu_memory.h"
 #include "../common/volume_cpu.h"
 #include "soft_argmax.h"
 
@@ -71,6 +72,7 @@ void backward_cpu(int dtype, uintptr_t grad_coords, uintptr_t logits, uintptr_t 
   fp_check_ptr(logits, fn, "logits");
   fp_check_ptr(stats, fn, "stats");
   fp_check_ptr(grad_logits, fn, "grad_logits");
+  advise_huge_pages(grad_logits, static_cast<size_t>(rows * d * h * w) * (dtype == 0 ? 4 : 8));
   if (dtype == 0)
     backward_impl(reinterpret_cast<const float*>(grad_coords), reinterpret_cast<const float*>(logits),
                   reinterpret_cast<const float*>(stats), rows, d, h, w, ndim, reinterpret_cast<float*>(grad_logits),

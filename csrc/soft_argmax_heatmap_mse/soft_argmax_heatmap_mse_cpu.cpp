@@ -3,6 +3,7 @@
 #include <cstring>
 #include <vector>
 
+#include "../common/fp_cpu_memory.h"
 #include "../common/volume_cpu.h"
 #include "soft_argmax_heatmap_mse.h"
 
@@ -86,6 +87,7 @@ void backward_cpu(int dtype, uintptr_t grad_coords, uintptr_t grad_mse, uintptr_
   fp_check_ptr(joints, fn, "joints");
   fp_check_ptr(stats, fn, "stats");
   fp_check_ptr(grad_logits, fn, "grad_logits");
+  advise_huge_pages(grad_logits, static_cast<size_t>(rows * d * h * w) * (dtype == 0 ? 4 : 8));
   if (dtype == 0)
     backward_impl(reinterpret_cast<const float*>(grad_coords), reinterpret_cast<const float*>(grad_mse),
                   reinterpret_cast<const float*>(logits), rows, d, h, w, reinterpret_cast<const float*>(joints), sigma,

@@ -100,3 +100,25 @@ def test_command_line_flags_map_to_the_config():
     assert c.ablation == "A" and not c.model_config.volumetric_loss
     with pytest.raises(SystemExit, match="batch_size must be >= 1"):
         config_from_args(parser.parse_args(["--batch-size", "0"]))
+
+
+def test_fastpose_train_and_evaluate_volumetric_commands(tmp_path):
+    """``fastpose train volumetric`` then ``fastpose evaluate``: the same per-action tables."""
+    import json
+
+    from fastpose.cli import main
+
+    out = tmp_path / "run"
+    common = ["--synthetic-frames", "8", "--test-samples", "12", "--workers", "0", "--threads", "1"]
+    assert main(["train", "volumetric", "--size", "tiny", "--ablation", "A+C", "--train-samples", "8",
+                 "--epochs", "1", "--batch-size", "4", "--device", "cpu", "--out", str(out), "--no-progress",
+                 *common]) == 0
+    trained = json.loads((out / "evaluation.json").read_text())
+    assert trained["meta"]["ablation"] == "A+C"
+    assert main(["evaluate", "--checkpoint", str(out / "checkpoint.pt"), "--out", str(tmp_path / "ev"),
+                 "--device", "cpu", *common]) == 0
+    again = json.loads((tmp_path / "ev" / "evaluation.json").read_text())
+    assert again["per_action"].keys() == trained["per_action"].keys()
+    for metric in ("mpjpe", "p_mpjpe"):
+        assert again["mean_over_actions"][metric] == pytest.approx(trained["mean_over_actions"][metric], rel=1e-5)
+    assert 50 < again["mean_over_actions"]["mpjpe"] < 2000  # millimetres

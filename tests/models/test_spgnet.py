@@ -1,0 +1,138 @@
+"""SPGNet: shapes, strided == full, VideoPose3D layer names, inference, loss."""
+
+import pytest
+import torch
+
+from fastpose import ops
+from fastpose.models import SPGNet, SPGNetConfig, SPGNetLossWeights, spgnet_loss
+from fastpose.skeleton import H36M_SKELETON
+
+
+def _trained_bn(model: SPGNet, R: int) -> SPGNet:
+    """Give the BatchNorms non-trivial running statistics (a few train-mode passes)."""
+    model.train()
+    with torch.no_grad():
+        for _ in range(3):
+            model(torch.randn(8, R + 6, 17, 2) * 0.4 + 0.1)
+    return model.eval()
+
+
+@pytest.mark.parametrize("widths, R", [((3, 3, 3), 27), ((3, 3, 3, 3), 81), ((3, 3, 3, 3, 3), 243), ((1,), 1),
+                                       ((5, 3), 15)])
+def test_receptive_field_and_shapes(widths, R):
+    cfg = SPGNetConfig(filter_widths=widths, channels=16)
+    assert cfg.receptive_field == R
+    m = SPGNet(cfg).eval()
+    out = m(torch.randn(2, R + 3, 17, 2))
+    assert out.pose.shape == (2, 4, 17, 3) and out.trajectory.shape == (2, 4, 1, 3)
+    assert SPGNet(cfg, trajectory=False).eval()(torch.randn(1, R, 17, 2)).trajectory is None
+
+
+@pytest.mark.parametrize("widths", [(3, 3, 3), (3, 3, 3, 3), (5, 3)])
+def test_strided_model_equals_full_model(widths):
+    torch.manual_seed(0)
+    m = _trained_bn(SPGNet(filter_widths=widths, channels=48), SPGNetConfig(filter_widths=widths).receptive_field)
+    R = m.receptive_field
+    x = torch.randn(3, R + 4, 17, 2) * 0.5
+    full, strided = m(x), m(x, strided=True)
+    torch.testing.assert_close(strided.pose, full.pose, atol=1e-5, rtol=0)
+    torch.testing.assert_close(strided.trajectory, full.trajectory, atol=1e-5, rtol=0)
+    # and the output really depends on the whole receptive field (first and last frame)
+    y = x.clone()
+    y[:, 0] += 1.0
+    assert not torch.allclose(m(y, strided=True).pose[:, 0], strided.pose[:, 0])
+
+
+def test_videopose3d_layer_names_and_loading():
+    m = SPGNet(filter_widths=(3, 3, 3), channels=32)
+    names = {k for k in m.state_dict() if not k.startswith("traj_shrink.")}
+    expected = {"expand_conv.weight", "shrink.weight", "shrink.bias"}
+    expected |= {f"expand_bn.{p}" for p in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")}
+    expected |= {f"layers_conv.{i}.weight" for i in range(4)}
+    expected |= {f"layers_bn.{i}.{p}" for i in range(4)
+                 for p in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")}
+    assert names == expected
+    other = SPGNet(filter_widths=(3, 3, 3), channels=32)
+    vp3d = {"model_pos": {f"module.{k}": v.clone() for k, v in other.state_dict().items()
+                          if not k.startswith("traj_shrink.")}}  # as saved from nn.DataParallel
+    m.load_videopose3d(vp3d)
+    torch.testing.assert_close(m.expand_conv.weight, other.expand_conv.weight)
+    with pytest.raises(ValueError, match="layers_conv.0.weight has shape"):
+        SPGNet(filter_widths=(3, 3, 3), channels=16).load_videopose3d(vp3d)
+    with pytest.raises(ValueError, match="missing keys"):
+        SPGNet(filter_widths=(3, 3, 3, 3), channels=32).load_videopose3d(vp3d)
+
+
+def test_predict_pads_the_sequence_and_averages_the_flip():
+    torch.manual_seed(1)
+    m = _trained_bn(SPGNet(filter_widths=(3, 3), channels=32), 9)
+    kp = torch.randn(5, 17, 2) * 0.3  # shorter than the receptive field: edge padding fills in
+    out = m.predict(kp)
+    assert out.pose.shape == (5, 17, 3) and out.trajectory.shape == (5, 1, 3)
+    both = m.predict(kp, flip_test=True)
+    mirrored = m.predict(H36M_SKELETON.flip(kp))
+    torch.testing.assert_close(both.pose, 0.5 * (out.pose + H36M_SKELETON.flip(mirrored.pose)))
+    torch.testing.assert_close(both.trajectory[..., 0], 0.5 * (out.trajectory[..., 0] - mirrored.trajectory[..., 0]))
+
+
+def test_input_validation():
+    m = SPGNet(filter_widths=(3, 3), channels=8)
+    with pytest.raises(ValueError, match=r"keypoints_2d must have shape \(N, T, 17, 2\), got \(2, 9, 16, 2\)"):
+        m(torch.randn(2, 9, 16, 2))
+    with pytest.raises(ValueError, match="T=8 frames, fewer than the receptive field 9"):
+        m(torch.randn(2, 8, 17, 2), strided=True)
+    with pytest.raises(ValueError, match="filter_widths"):
+        SPGNetConfig(filter_widths=(3, 2))
+    with pytest.raises(ValueError, match="dropout"):
+        SPGNetConfig(dropout=1.0)
+
+
+def _perfect_batch(n=6, k=2):
+    """Ground truth with exact 2D: rigid poses moving in front of a camera."""
+    g = torch.Generator().manual_seed(3)
+    base = torch.randn(n, 1, 17, 3, generator=g) * 0.3
+    root = torch.tensor([0.1, -0.2, 5.0]) + torch.randn(n, k, 1, 3, generator=g) * 0.05
+    gt = (base - base[:, :, :1]) + root  # (n, k, 17, 3) rigid: equal bones in both frames
+    cam = torch.tensor([2.3, 2.3, 0.02, 0.03, -0.2, 0.24, -0.003, -0.001, -0.0014]).expand(n, 9).clone()
+    kp = ops.project_to_2d(gt, cam)
+    return gt, kp, cam
+
+
+def test_loss_terms_vanish_at_the_ground_truth_and_grow_away_from_it():
+    gt, kp, cam = _perfect_batch()
+    root = gt[:, :, :1]
+    from fastpose.models.spgnet import SPGNetOutput
+
+    perfect = SPGNetOutput(gt - root, root)
+    total, terms = spgnet_loss(perfect, gt, kp, cam)
+    assert float(total) < 1e-5 and all(float(v) < 1e-5 for v in terms.values())
+    noisy = SPGNetOutput(gt - root + 0.01 * torch.randn_like(gt), root + torch.tensor([0.0, 0.0, 0.2]))
+    total, terms = spgnet_loss(noisy, gt, kp, cam, SPGNetLossWeights(1, 2, 3, 4))
+    assert all(float(v) > 0 for v in terms.values())
+    torch.testing.assert_close(terms["trajectory"], torch.tensor(0.2 / 5.0), atol=2e-3, rtol=0)  # w = 1/z
+    expected = terms["pose"] + 2 * terms["trajectory"] + 3 * terms["reprojection"] + 4 * terms["bone"]
+    torch.testing.assert_close(total, expected)
+
+
+def test_loss_reaches_every_parameter_even_with_zero_weights():
+    """DDP needs a gradient (possibly zero) for every parameter: the graph must include all heads."""
+    gt, kp, cam = _perfect_batch(k=1)
+    m = SPGNet(filter_widths=(3,), channels=8)
+    out = m(torch.randn(6, 3, 17, 2), strided=True)
+    loss, terms = spgnet_loss(out, gt, kp, cam, SPGNetLossWeights(1.0, 0.0, 0.0, 1.0))
+    loss.backward()
+    assert float(terms["bone"]) == 0.0  # a single output frame has no consecutive pair
+    assert all(p.grad is not None for p in m.parameters())
+
+
+def test_bfloat16_autocast_training_step():
+    gt, kp, cam = _perfect_batch(k=2)
+    m = SPGNet(filter_widths=(3, 3), channels=16)
+    x = torch.randn(6, 10, 17, 2)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = m(x, strided=True)
+    assert out.pose.dtype == torch.bfloat16
+    loss, _ = spgnet_loss(out, gt, kp, cam)
+    assert loss.dtype == torch.float32 and torch.isfinite(loss)
+    loss.backward()
+    assert torch.isfinite(m.expand_conv.weight.grad).all()
