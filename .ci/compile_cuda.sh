@@ -12,7 +12,10 @@ fi
 jobs="${JOBS:-$(nproc 2>/dev/null || echo 2)}"
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
-mapfile -t sources < <(find csrc -name '*.cu' | sort)
+# the volume kernels first (many template instances, the slowest to compile): the parallel jobs
+# then finish together
+mapfile -t sources < <(find csrc -name '*.cu' | sort -r | xargs grep -l 'volume.cuh'; \
+                       find csrc -name '*.cu' | sort | xargs grep -L 'volume.cuh')
 if [ "${#sources[@]}" -eq 0 ]; then
   echo "compile_cuda.sh: no .cu files under csrc/" >&2
   exit 1

@@ -13,7 +13,11 @@ Batches 1 and 32; fp32 on the CPU, fp32 and fp16 on a GPU. Each engine is built 
 batch) and serves both batches; its build time is recorded (``build_s``). Every case first checks
 the engine against PyTorch eager on the same input (``max_abs_diff``, within the fp32 / fp16
 tolerances of fastpose.engine.onnx.PARITY_TOLERANCES). CPU rounds are timed with the host clock
-(the engines return when done); GPU rounds with CUDA events (``_CudaEventTarget``).
+(the engines return when done); GPU rounds with CUDA events (``_CudaEventTarget``). Every engine
+uses torch's CPU thread count (``FASTPOSE_BENCH_THREADS=n`` sets it; ONNX Runtime gets the same).
+On a CPU shared with other work, run with ``FASTPOSE_BENCH_THREADS=1``: OpenMP with more threads
+than free cores measures the contention (SPGNet-243 eager, batch 1, on the 2 shared cores of the
+development VM: 14 ms with 1 thread, 240 ms with 2).
 
 Under ``--benchmark-disable`` (CI, ``make test``) the paper-size cases are skipped -- they still
 run under ``make bench`` -- and a smoke pass runs instead: tiny models (both eager, SPGNet also
@@ -97,7 +101,8 @@ def _build(cache, model: str, engine: str, precision: str, device: str, sizes: d
         if engine == "tensorrt":
             pytest.importorskip("tensorrt")
         t0 = time.perf_counter()
-        fn = make_engine(engine, dep, cache["_dir"], device=device, precision=precision, max_batch=max_batch)
+        fn = make_engine(engine, dep, cache["_dir"], device=device, precision=precision, max_batch=max_batch,
+                         threads=torch.get_num_threads())  # ONNX Runtime: as many threads as torch
         cache[key] = (fn, dep, time.perf_counter() - t0)
     return cache[key]
 

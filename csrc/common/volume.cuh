@@ -71,10 +71,27 @@ __device__ __forceinline__ soft_argmax::State<A> shfl_down_state(const soft_argm
   return o;
 }
 
+// Stores V consecutive accumulation-type values with 16-byte instructions (dst is 16-byte aligned
+// whenever V > 1: packs start at multiples of V values and V * sizeof(A) is a multiple of 16).
+template <typename A, int V>
+__device__ __forceinline__ void store_acc(A* __restrict__ dst, const A (&v)[V]) {
+  constexpr int W = (V * sizeof(A)) % 16 == 0 ? static_cast<int>(16 / sizeof(A)) : 1;
+#pragma unroll
+  for (int i = 0; i < V; i += W) {
+    cuda::Pack<A, W> p;
+#pragma unroll
+    for (int j = 0; j < W; ++j) p.v[j] = v[i + j];
+    *reinterpret_cast<cuda::Pack<A, W>*>(dst + i) = p;
+  }
+}
+
+// grad (when kGrad) is in the accumulation type: the saved MSE gradient of float16/bfloat16
+// inputs stays float32, so the backward's scale rounds it once.
 template <typename T, int V, bool kSoftmax, bool kMse, bool kGrad>
 __global__ void __launch_bounds__(kThreads)
     forward_partial_kernel(const T* __restrict__ x, Geometry g, int64_t chunk_len, int64_t chunks,
-                           Target<acc_t<T>> tgt, T* __restrict__ grad, acc_t<T> grad_scale, acc_t<T>* __restrict__ ws) {
+                           Target<acc_t<T>> tgt, acc_t<T>* __restrict__ grad, acc_t<T> grad_scale,
+                           acc_t<T>* __restrict__ ws) {
   using A = acc_t<T>;
   using P = cuda::Pack<T, V>;
   __shared__ A sm_m[kThreads / 32], sm_s[kThreads / 32], sm_x[kThreads / 32], sm_y[kThreads / 32],
@@ -115,7 +132,7 @@ __global__ void __launch_bounds__(kThreads)
           for (int j = 1; j < V; ++j) vmax = v[j] > vmax ? v[j] : vmax;
           soft_argmax::state_raise(st, vmax);
         }
-        P out;
+        A gout[V];
         Pos pj = pos;
 #pragma unroll
         for (int j = 0; j < V; ++j) {
@@ -132,10 +149,10 @@ __global__ void __launch_bounds__(kThreads)
           if constexpr (kMse) {
             const A t = heatmap_mse::gauss_target(A(pj.x) - mux, A(pj.y) - muy, A(pj.z) - muz, tgt.k);
             sq += heatmap_mse::sq_err(v[j], t);
-            if constexpr (kGrad) out.v[j] = cuda::from_acc<T>(heatmap_mse::err_grad(v[j], t, gk));
+            if constexpr (kGrad) gout[j] = heatmap_mse::err_grad(v[j], t, gk);
           }
         }
-        if constexpr (kGrad) *reinterpret_cast<P*>(grad + r * g.n + e) = out;
+        if constexpr (kGrad) store_acc<A, V>(grad + r * g.n + e, gout);
       }
       advance(pos, stride, g);
     }
@@ -286,7 +303,7 @@ inline Geometry make_geometry(int64_t rows, int64_t d, int64_t h, int64_t w) {
 }
 
 template <typename T, bool kSoftmax, bool kMse, bool kGrad>
-void launch_forward(const T* x, const Geometry& g, int ndim, const Target<acc_t<T>>& tgt, T* grad,
+void launch_forward(const T* x, const Geometry& g, int ndim, const Target<acc_t<T>>& tgt, acc_t<T>* grad,
                     acc_t<T> grad_scale, acc_t<T>* ws, T* coords, acc_t<T>* stats, acc_t<T>* loss_rows,
                     cudaStream_t stream) {
   if (g.rows == 0) return;

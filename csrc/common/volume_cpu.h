@@ -26,6 +26,9 @@ namespace fastpose {
 namespace volume_cpu {
 
 constexpr int64_t kChunkElems = 32768;  // ~128 KiB of float per work item: fits L2, many items
+// Below this many values in total one thread is faster than waking a second (< 1 ns per value).
+constexpr int64_t kParallelMinElems = int64_t(1) << 18;
+constexpr int64_t kBlockElems = 1024;   // values per exp-reference block (lane sums flushed per block)
 
 template <typename T>
 struct Volume {
@@ -90,73 +93,80 @@ inline T line_max(const T* __restrict xl, int64_t n) {
 // Forward over lines [line0, line1) of one row. x, grad point at the row's first value.
 // gx: the x factors of the target (W values) when kMse. gk = grad_scale * w (kGrad).
 // out = {m, s, sx, sy, sz, sq} of the chunk.
+//
+// Lines are taken in blocks of ~kBlockElems values: one max pass over the block (contiguous) fixes
+// the exp reference, then lane accumulators gather e, e x, e y, e z (and the squared errors) over
+// the whole block and are flushed into the double accumulators once per block (each lane adds
+// at most kBlockElems / kLanes values in T; the row total is summed in double).
 template <typename T, bool kSoftmax, bool kMse, bool kGrad>
 FP_CPU_CLONES void forward_chunk(const T* __restrict x, int64_t line0, int64_t line1, int64_t h, int64_t w,
                                  const T* __restrict gx, T muy, T muz, T k, T gk, T* __restrict grad,
                                  double* __restrict out) {
   constexpr int L = lanes<T>();
   soft_argmax::State<double> st = soft_argmax::state_empty<double>();
-  T m_line_ref = fp_neg_inf<T>();  // the chunk's running max, in T (exp arguments are formed in T)
+  T m_ref = fp_neg_inf<T>();  // the chunk's running max, in T (exp arguments are formed in T)
   double sq = 0.0;
   const int wi = static_cast<int>(w);
-  for (int64_t line = line0; line < line1; ++line) {
-    const T* __restrict xl = x + line * w;
-    const T yy = static_cast<T>(line % h), zz = static_cast<T>(line / h);
-    T es[L], ex[L], q[L];
+  const int64_t lines_per_block = std::max<int64_t>(1, kBlockElems / w);
+  for (int64_t b0 = line0; b0 < line1; b0 += lines_per_block) {
+    const int64_t b1 = std::min(line1, b0 + lines_per_block);
+    T es[L], ex[L], ey[L], ez[L], q[L];
+    for (int l = 0; l < L; ++l) es[l] = ex[l] = ey[l] = ez[l] = q[l] = T(0);
     T mref = T(0);
     if constexpr (kSoftmax) {
-      const T lm = line_max<T, L>(xl, w);
-      if (lm > m_line_ref) {
-        soft_argmax::state_raise(st, static_cast<double>(lm));
-        m_line_ref = lm;
+      const T bm = line_max<T, L>(x + b0 * w, (b1 - b0) * w);
+      if (bm > m_ref) {
+        soft_argmax::state_raise(st, static_cast<double>(bm));
+        m_ref = bm;
       }
       // All -inf so far: use 0 as the reference so exp(-inf - 0) = 0 instead of NaN.
-      mref = m_line_ref == fp_neg_inf<T>() ? T(0) : m_line_ref;
-      for (int l = 0; l < L; ++l) es[l] = ex[l] = T(0);
+      mref = m_ref == fp_neg_inf<T>() ? T(0) : m_ref;
     }
-    T a = T(0);  // gy(y) gz(z): the target along this line is a * gx(x)
-    if constexpr (kMse) {
-      a = heatmap_mse::gauss_factor(yy, muy, k) * heatmap_mse::gauss_factor(zz, muz, k);
-      for (int l = 0; l < L; ++l) q[l] = T(0);
-    }
-    T* __restrict gl = kGrad ? grad + line * w : nullptr;
-    int i = 0;
-    for (; i + L <= wi; i += L) {
-      for (int l = 0; l < L; ++l) {
-        const T v = xl[i + l];
+    for (int64_t line = b0; line < b1; ++line) {
+      const T* __restrict xl = x + line * w;
+      const T yy = static_cast<T>(line % h), zz = static_cast<T>(line / h);
+      T a = T(0);  // gy(y) gz(z): the target along this line is a * gx(x)
+      if constexpr (kMse) a = heatmap_mse::gauss_factor(yy, muy, k) * heatmap_mse::gauss_factor(zz, muz, k);
+      T* __restrict gl = kGrad ? grad + line * w : nullptr;
+      int i = 0;
+      for (; i + L <= wi; i += L) {
+        for (int l = 0; l < L; ++l) {
+          const T v = xl[i + l];
+          if constexpr (kSoftmax) {
+            const T e = fp_exp(v - mref);
+            es[l] += e;
+            ex[l] += e * static_cast<T>(i + l);
+            ey[l] += e * yy;
+            ez[l] += e * zz;
+          }
+          if constexpr (kMse) {
+            const T d = v - a * gx[i + l];
+            q[l] += d * d;
+            if constexpr (kGrad) gl[i + l] = gk * d;
+          }
+        }
+      }
+      for (; i < wi; ++i) {
+        const T v = xl[i];
         if constexpr (kSoftmax) {
           const T e = fp_exp(v - mref);
-          es[l] += e;
-          ex[l] += e * static_cast<T>(i + l);
+          es[0] += e;
+          ex[0] += e * static_cast<T>(i);
+          ey[0] += e * yy;
+          ez[0] += e * zz;
         }
         if constexpr (kMse) {
-          const T d = v - a * gx[i + l];
-          q[l] += d * d;
-          if constexpr (kGrad) gl[i + l] = gk * d;
+          const T d = v - a * gx[i];
+          q[0] += d * d;
+          if constexpr (kGrad) gl[i] = gk * d;
         }
-      }
-    }
-    for (; i < wi; ++i) {
-      const T v = xl[i];
-      if constexpr (kSoftmax) {
-        const T e = fp_exp(v - mref);
-        es[0] += e;
-        ex[0] += e * static_cast<T>(i);
-      }
-      if constexpr (kMse) {
-        const T d = v - a * gx[i];
-        q[0] += d * d;
-        if constexpr (kGrad) gl[i] = gk * d;
       }
     }
     if constexpr (kSoftmax) {
-      if (m_line_ref != fp_neg_inf<T>()) {
-        const double se = tree_sum<T, L>(es), sex = tree_sum<T, L>(ex);
-        st.s += se;
-        st.sx += sex;
-        st.sy += static_cast<double>(yy) * se;
-        st.sz += static_cast<double>(zz) * se;
-      }
+      st.s += tree_sum<T, L>(es);
+      st.sx += tree_sum<T, L>(ex);
+      st.sy += tree_sum<T, L>(ey);
+      st.sz += tree_sum<T, L>(ez);
     }
     if constexpr (kMse) sq += tree_sum<T, L>(q);
   }
@@ -227,7 +237,7 @@ void forward(const Volume<T>& vol, const Target<T>* tgt, T* grad, double grad_sc
   const int64_t n = vol.numel_row();
   std::vector<double> part(static_cast<size_t>(plan.items) * 6);
   const int nt = detail::resolve_threads(threads);
-#pragma omp parallel num_threads(nt) if (plan.items > 1 && nt > 1)
+#pragma omp parallel num_threads(nt) if (plan.items > 1 && nt > 1 && vol.rows * n >= kParallelMinElems)
   {
     std::vector<T> gx(kMse ? vol.w : 0);
     int64_t gx_row = -1;
@@ -271,7 +281,7 @@ void backward(const Volume<T>& vol, const Target<T>* tgt, const RowGrad<T>* rg, 
   const detail::Plan plan = detail::make_plan(vol.rows, vol.d, vol.h, vol.w);
   const int64_t n = vol.numel_row();
   const int nt = detail::resolve_threads(threads);
-#pragma omp parallel num_threads(nt) if (plan.items > 1 && nt > 1)
+#pragma omp parallel num_threads(nt) if (plan.items > 1 && nt > 1 && vol.rows * n >= kParallelMinElems)
   {
     std::vector<T> gx(kMse ? vol.w : 0);
     int64_t gx_row = -1;

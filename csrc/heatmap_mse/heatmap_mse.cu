@@ -37,7 +37,7 @@ void forward_cuda(int dtype, uintptr_t heatmaps, int64_t rows, int64_t d, int64_
     A* ws = reinterpret_cast<A*>(workspace);
     A* lr = reinterpret_cast<A*>(loss_rows);
     if (grad)
-      volume_cuda::launch_forward<T, false, true, true>(x, g, ndim, tgt, reinterpret_cast<T*>(grad),
+      volume_cuda::launch_forward<T, false, true, true>(x, g, ndim, tgt, reinterpret_cast<A*>(grad),
                                                         static_cast<A>(grad_scale), ws, nullptr, nullptr, lr,
                                                         cuda::as_stream(stream));
     else

@@ -46,7 +46,8 @@ FP_HD A err_grad(A h, A t, A scale_w) {
 // ---- host entry points ----------------------------------------------------------------------------
 // heatmaps (rows, D, H, W) dtype; joints (rows, ndim) accumulation dtype (x, y[, z]); weights
 // (rows) accumulation dtype or 0; loss_rows (rows) accumulation dtype = w * sum (h - t)^2;
-// grad (rows, D, H, W) dtype or 0: when given, grad = grad_scale * w * (h - t).
+// grad (rows, D, H, W) accumulation dtype or 0: when given, grad = grad_scale * w * (h - t)
+// (float32 for float16/bfloat16 heatmaps: the saved gradient is rounded once, after the scale).
 void forward_cpu(int dtype, uintptr_t heatmaps, int64_t rows, int64_t d, int64_t h, int64_t w, int ndim,
                  uintptr_t joints, double sigma, uintptr_t weights, uintptr_t loss_rows, uintptr_t grad,
                  double grad_scale, int threads);

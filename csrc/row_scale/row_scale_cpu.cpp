@@ -11,6 +11,7 @@ namespace row_scale {
 namespace {
 
 constexpr int64_t kBlock = 65536;
+constexpr int64_t kParallelMinElems = int64_t(1) << 18;  // one thread below this (cheap per value)
 
 template <typename T>
 FP_CPU_CLONES void scale_run(const T* __restrict src, T s, T* out, int64_t n) {
@@ -22,7 +23,7 @@ template <typename T>
 void impl(const T* src, const T* scale, T* out, int64_t rows, int64_t cols, int threads) {
   const int64_t blocks_per_row = (cols + kBlock - 1) / kBlock, items = rows * blocks_per_row;
   const int nt = threads > 0 ? threads : omp_get_max_threads();
-#pragma omp parallel for schedule(static) num_threads(nt) if (items > 1 && nt > 1)
+#pragma omp parallel for schedule(static) num_threads(nt) if (items > 1 && nt > 1 && rows * cols >= kParallelMinElems)
   for (int64_t it = 0; it < items; ++it) {
     const int64_t r = it / blocks_per_row, b = it % blocks_per_row;
     const int64_t i0 = b * kBlock, n = std::min(cols, i0 + kBlock) - i0;

@@ -24,7 +24,7 @@ def add_parser(sub) -> None:
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="outputs/demo", help="output folder")
     p.add_argument("--minutes", type=float, default=4.0, help="training time budget (minutes)")
-    p.add_argument("--epochs", type=int, default=5, help="training epochs (if the time budget allows)")
+    p.add_argument("--epochs", type=int, default=8, help="training epochs (if the time budget allows)")
     p.add_argument("--channels", type=int, default=256, help="SPGNet channels (the paper uses 1024)")
     p.add_argument("--frames", type=int, default=300, help="mean frames per synthetic sequence")
     p.add_argument("--seed", type=int, default=0)

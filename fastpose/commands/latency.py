@@ -33,7 +33,8 @@ def add_parser(sub) -> None:
     p.add_argument("--config", default=None, type=_json_object, help="JSON object of architecture overrides")
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--iters", type=int, default=50)
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for every engine (default: torch's)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads of every engine (default: torch's); on a CPU shared with other work use 1")
     p.add_argument("--compile-mode", default=None, help="torch.compile mode (default: reduce-overhead on CUDA)")
     p.add_argument("--workdir", default=None, help="where engine files are built (default: a temporary folder)")
     p.add_argument("--json", default=None, help="write the results as JSON to this file")

@@ -55,11 +55,15 @@ def load_sequences(
 ) -> list[PoseSequence]:
     """Sequences of ``subjects`` from ``data`` ("synthetic" or a directory, see the module docstring).
 
-    With ``data="synthetic"``, ``keypoints`` must be ``"gt"`` (exact projections) unless the
-    ``synthetic`` config asks for noise, and only ``subjects`` are generated.
+    With ``data="synthetic"``, ``keypoints`` must be ``"gt"`` (the ``synthetic`` config adds
+    noise and dropped joints if asked), and only ``subjects`` are generated.
     """
     subjects = tuple(subjects)
     if str(data) == "synthetic":
+        if keypoints != "gt":
+            raise ValueError(f"load_sequences: the synthetic set has exact 2D keypoints ('gt'), got keypoints="
+                             f"{keypoints!r}; ask for detector-like 2D with SyntheticConfig(noise_px=..., "
+                             "drop_prob=...) (--synthetic-noise / --synthetic-drop)")
         base = synthetic or SyntheticConfig()
         cfg = SyntheticConfig(**{**base.__dict__, "subjects": subjects})
         gen = generate_synthetic(cfg)

@@ -25,6 +25,7 @@ non-finite values, a subject or action missing from one of the two files) raises
 
 from __future__ import annotations
 
+import pickle
 import zipfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -229,7 +230,7 @@ def _load_dict(path: Path, key: str, extra: tuple[str, ...] = ()) -> dict:
                 extras[k] = npz[k]
     except DataError:
         raise
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as exc:
+    except (zipfile.BadZipFile, pickle.UnpicklingError, EOFError, OSError, ValueError, KeyError) as exc:
         raise DataError(f"{path}: not a readable .npz file (truncated or corrupt?): "
                         f"{type(exc).__name__}: {exc}") from exc
     out = _unwrap(value, path, key)

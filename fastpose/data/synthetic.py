@@ -375,7 +375,10 @@ def _interpolate(keys: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
     return values[seg] * (1 - w) + values[seg + 1] * w
 
 
-def _keyframe_track(n, rng, draw, hold, cumulative=False) -> np.ndarray:
+def _keyframe_track(n: int, rng: np.random.Generator, draw, hold: tuple[float, float],
+                    cumulative: bool = False) -> np.ndarray:
+    """(n,) track through keyframe values ``draw(rng)``; ``cumulative``: values are increments
+    (e.g. successive turns), accumulated from 0."""
     keys = _key_times(n, rng, hold)
     vals = np.array([draw(rng) for _ in keys])
     if cumulative:

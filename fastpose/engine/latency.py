@@ -18,8 +18,10 @@ aoti       AOTInductor package (:class:`~fastpose.engine.aoti.AotiRunner`)
 tensorrt   ONNX export + TensorRT engine (:class:`~fastpose.engine.tensorrt.TensorRTRunner`), GPU only
 =========  ==============================================================================
 
-All engines of one run share one set of weights and the same inputs; engine files are built
-once per run (dynamic batch) in ``workdir`` and serve every batch size. An engine that cannot be
+All engines of one run share one set of weights, the same inputs and the same CPU thread count
+(torch's intra-op threads, ONNX Runtime's intra-op threads, and the OpenMP threads AOTInductor
+compiles its kernels for); engine files are built once per run (dynamic batch) in ``workdir``
+and serve every batch size. An engine that cannot be
 built or run records its error in the results and the run goes on.
 """
 
@@ -217,8 +219,10 @@ def _run_latency(model, engines, batches, *, precision, device, warmup, iters, c
             log(f"[latency] building {engine} ...")
             t0 = time.perf_counter()
             try:
+                # every engine gets torch's thread count (ONNX Runtime would otherwise take all cores)
                 fn = make_engine(engine, dep, work, device=device, precision=precision, max_batch=max_batch,
-                                 threads=threads, compile_mode=compile_mode, aoti_configs=aoti_configs)
+                                 threads=threads or torch.get_num_threads(), compile_mode=compile_mode,
+                                 aoti_configs=aoti_configs)
                 build_err = None
             except Exception as exc:  # recorded per engine; the other engines still run
                 fn, build_err = None, f"{type(exc).__name__}: {exc}"

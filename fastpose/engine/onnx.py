@@ -331,7 +331,7 @@ class OnnxRunner:
         meta = self.metadata
         batch = check_inputs(f"ONNX engine {self.path.name}", meta.inputs, inputs, tuple(meta.batch_range))
         dev = inputs[0].device if inputs else torch.device("cpu")
-        if dev.type != self.device and not (dev.type == "cpu" and self.device == "cpu"):
+        if dev.type != self.device:
             raise ValueError(f"ONNX engine {self.path.name}: inputs must be on '{self.device}' "
                              f"(providers {self.providers}), received '{dev}'")
         binding = self.session.io_binding()

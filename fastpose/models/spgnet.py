@@ -21,10 +21,11 @@ Two execution paths share the same weights:
   input frame after the first/last ``(R - 1) / 2`` (edge-pad the input to keep all frames).
   Used for evaluation.
 * **strided** (``strided=True``): every window of R frames is computed independently with
-  convolutions of stride ``fw[i]`` and no dilation, and the residual takes every ``fw[i]``-th
-  frame from the centre. This computes exactly the positions the output needs (R / fw[0]
-  instead of R - fw[0] + 1 positions in the first layer...), the single-frame training model
-  of VideoPose3D. In eval mode it returns the full model's output (to float rounding).
+  convolutions of stride ``fw[i]`` and no dilation, and the residual takes the centre of every
+  group of ``fw[i]`` positions. Only the positions that the single output frame depends on
+  are computed (R / fw[0] in the first layer instead of R - fw[0] + 1): VideoPose3D's
+  optimised single-frame training model. In eval mode it returns the full model's output
+  (to float rounding); in train mode BatchNorm sees different positions, as in VideoPose3D.
 
 Layer names match VideoPose3D's ``TemporalModel`` (``expand_conv``, ``expand_bn``,
 ``layers_conv``, ``layers_bn``, ``shrink``), so the ``model_pos`` state dict of a VideoPose3D
@@ -288,6 +289,17 @@ class SPGNet(nn.Module):
         self.load_state_dict(sd, strict=False)
 
 
+def _nonzero_depth(points: torch.Tensor) -> torch.Tensor:
+    """Move points with z == 0 exactly to z = 1e-12 (everything else unchanged).
+
+    The projection divides by z; at z == 0 its backward computes 0 * inf = NaN even though the
+    clamp makes the gradient 0. An untrained network (or bfloat16 rounding) can produce exact
+    zeros, and one NaN gradient ruins the weights.
+    """
+    z = points[..., 2:]
+    return torch.cat([points[..., :2], torch.where(z == 0, torch.full_like(z, 1e-12), z)], dim=-1)
+
+
 @dataclass(frozen=True)
 class SPGNetLossWeights:
     """Weights of the four loss terms (see :func:`spgnet_loss`)."""
@@ -324,7 +336,7 @@ def spgnet_loss(
     if output.trajectory is not None:
         traj = output.trajectory.float()
         l_traj = losses.weighted_mpjpe(traj, gt_root, 1.0 / gt_root[..., 2])  # w (N, k, 1)
-        l_2d = ops.reprojection_loss(pose + traj, camera.float(), keypoints_2d.float())
+        l_2d = ops.reprojection_loss(_nonzero_depth(pose + traj), camera.float(), keypoints_2d.float())
     else:
         l_traj = l_2d = zero
     l_bone = losses.bone_length_loss(pose, parents) if pose.shape[1] >= 2 else zero

@@ -174,8 +174,11 @@ def make_loader(
     batches = list(torch.utils.data.BatchSampler(sampler, batch_size, drop_last))[skip_batches:]
     if collate_fn is None and hasattr(dataset, "__getitems__"):
         collate_fn = _identity
+    # A private generator: the DataLoader draws a base seed when iterated, which must not come
+    # from the global RNG (a resumed run would then draw different dropout masks).
+    gen = torch.Generator().manual_seed(seed * 1000003 + epoch)
     return torch.utils.data.DataLoader(
-        dataset, batch_sampler=batches, collate_fn=collate_fn, num_workers=num_workers
+        dataset, batch_sampler=batches, collate_fn=collate_fn, num_workers=num_workers, generator=gen
     )
 
 
@@ -287,11 +290,12 @@ def _rng_state() -> dict:
 
 
 def _set_rng_state(state: Mapping) -> None:
-    torch.set_rng_state(state["torch"])
+    # RNG states are CPU byte tensors; a checkpoint loaded with map_location="cuda" moved them.
+    torch.set_rng_state(state["torch"].cpu())
     np.random.set_state(state["numpy"])
     random.setstate(state["python"])
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
 
 
 def save_checkpoint(

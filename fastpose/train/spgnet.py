@@ -130,10 +130,12 @@ def train_spgnet(
 
     epoch, step_in_epoch, global_step = 0, 0, 0
     history: list[dict] = []
+    resumed_sums: dict | None = None  # running sums of an epoch interrupted by a checkpoint
     if cfg.resume:
         ckpt = common.load_checkpoint(cfg.resume, expected_arch=mcfg.to_dict(), map_location=rt.device)
         prog = common.restore_training_state(ckpt, model, optimizer, scheduler, scaler)
         epoch, step_in_epoch, global_step = prog["epoch"], prog["step_in_epoch"], prog["global_step"]
+        resumed_sums = prog.get("epoch_sums")
         history = list(ckpt.get("extra", {}).get("history", []))
         if rt.is_main:
             log(f"resumed from {cfg.resume}: epoch {epoch + 1}, step {step_in_epoch} of {steps_per_epoch}")
@@ -147,7 +149,8 @@ def train_spgnet(
             f"{steps_per_epoch} steps/epoch, {cfg.epochs} epochs")
 
     def save(reason: str) -> Path:
-        progress = {"epoch": epoch, "step_in_epoch": step_in_epoch, "global_step": global_step}
+        progress = {"epoch": epoch, "step_in_epoch": step_in_epoch, "global_step": global_step,
+                    "epoch_sums": {**sums, "n_seen": n_seen} if step_in_epoch else None}
         extra = {"history": history, "train_config": _jsonable(asdict(cfg)), "reason": reason}
         return common.save_checkpoint(ckpt_path, arch=mcfg.to_dict(), model=model, optimizer=optimizer,
                                       scheduler=scheduler, scaler=scaler, progress=progress, extra=extra)
@@ -165,6 +168,10 @@ def train_spgnet(
         net.train()
         sums = dict.fromkeys(("loss", "pose", "trajectory", "reprojection", "bone"), 0.0)
         n_seen = 0
+        if resumed_sums is not None and step_in_epoch:  # continue this epoch's running means
+            n_seen = resumed_sums.pop("n_seen")
+            sums.update(resumed_sums)
+        resumed_sums = None
         bar = common.progress_bar(loader, total=steps_per_epoch, initial=step_in_epoch,
                                   desc=f"epoch {epoch + 1}/{cfg.epochs}", enabled=rt.is_main and cfg.progress)
         for batch in bar:

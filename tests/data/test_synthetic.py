@@ -8,7 +8,13 @@ import torch
 
 from fastpose import ops
 from fastpose.camera import h36m_cameras
-from fastpose.data import SyntheticConfig, generate_synthetic, read_positions_2d, read_positions_3d, write_synthetic
+from fastpose.data import (
+    SyntheticConfig,
+    generate_synthetic,
+    read_positions_2d,
+    read_positions_3d,
+    write_synthetic,
+)
 from fastpose.data.synthetic import JOINT_LIMITS, subject_bone_lengths
 from fastpose.skeleton import H36M_KEPT_FROM_32, H36M_SKELETON
 

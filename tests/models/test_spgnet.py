@@ -57,7 +57,7 @@ def test_videopose3d_layer_names_and_loading():
                           if not k.startswith("traj_shrink.")}}  # as saved from nn.DataParallel
     m.load_videopose3d(vp3d)
     torch.testing.assert_close(m.expand_conv.weight, other.expand_conv.weight)
-    with pytest.raises(ValueError, match="layers_conv.0.weight has shape"):
+    with pytest.raises(ValueError, match=r"expand_conv.weight has shape \(32, 34, 3\) in the checkpoint, \(16, 34, 3\)"):
         SPGNet(filter_widths=(3, 3, 3), channels=16).load_videopose3d(vp3d)
     with pytest.raises(ValueError, match="missing keys"):
         SPGNet(filter_widths=(3, 3, 3, 3), channels=32).load_videopose3d(vp3d)

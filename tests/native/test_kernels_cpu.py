@@ -87,11 +87,12 @@ _VOLUME_OPS = ["soft_argmax_2d", "soft_argmax_3d", "heatmap_mse_2d", "heatmap_ms
 @pytest.mark.parametrize("op", [*_VOLUME_OPS, "project_to_2d", "reprojection_loss"])
 def test_bitwise_identical_across_runs_and_thread_counts(op, threads):
     if op in _VOLUME_OPS:
-        shape = (2, 3, 24, 40, 41) if op.endswith("3d") else (2, 3, 900, 41)  # 2 chunks per row
+        # 2 chunks per row, and enough values in total for the kernels to use both threads
+        shape = (2, 3, 30, 40, 41) if op.endswith("3d") else (2, 3, 1100, 41)
         x, make = _volume_case(op, 11, shape)
         fn = make("cpu")
     else:
-        pts, cams, kp, w = _points_case(11, t=200)  # 10200 points: 3 chunks
+        pts, cams, kp, w = _points_case(11, t=1300)  # 66300 points: 17 chunks, both threads
         x = pts
         fn = ((lambda t: ops.project_to_2d(t, cams, backend="cpu")) if op == "project_to_2d"
               else (lambda t: ops.reprojection_loss(t, cams, kp, w, backend="cpu")))

@@ -44,6 +44,25 @@ def _missing(backend: str) -> list[str]:
     return [name for name in _REQUIRED[backend] if not hasattr(mod, name)]
 
 
+def _cuda_runtime_error() -> str | None:
+    """Why the CUDA kernels cannot run on this machine's GPU although torch can use it (None if they
+    can, or if there is no GPU to run on). fastpose._C links the CUDA runtime of the nvcc that
+    built it statically, so a driver older than that toolkit rejects every launch."""
+    if not _ext.cuda_built():
+        return None
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    info = _ext.build_info()
+    if info.get("cuda_device_count", 0) > 0:
+        return None
+    return (f"the CUDA runtime of fastpose._C (nvcc {info.get('nvcc')}) cannot use this GPU: "
+            f"{info.get('cuda_device_error') or 'no device visible'}; fix: rebuild with a CUDA toolkit "
+            "that the installed driver supports (CUDACXX=/path/to/nvcc pip install --no-build-isolation "
+            "--no-deps -e .), or update the driver")
+
+
 def _register_all() -> None:
     if not _ext.loaded():
         why = f"{_ext.error()}; fix: {_ext.fix()}"
@@ -53,8 +72,11 @@ def _register_all() -> None:
     from . import heatmap_mse, projection, soft_argmax, soft_argmax_heatmap_mse
 
     backends = ["cpu"]
-    if _ext.cuda_built():
+    cuda_error = _cuda_runtime_error()
+    if _ext.cuda_built() and cuda_error is None:
         backends.append("cuda")
+    elif cuda_error is not None:
+        record_load_error("cuda", cuda_error)
     else:
         record_load_error(
             "cuda",
