@@ -28,8 +28,8 @@ def add_parser(sub) -> None:
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available, else cpu)")
     p.add_argument("--size", default="seed", choices=sorted(_SIZES),
                    help="; ".join(f"{k}: {v}" for k, v in _SIZES.items()))
-    p.add_argument("--repeats", type=int, default=3,
-                   help="timed repeats per backend (median; default 3, the first call's compilation is an outlier)")
+    p.add_argument("--repeats", type=int, default=5,
+                   help="timed repeats per backend (median; default 5, the first call's compilation is an outlier)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the inputs")
     p.add_argument("--json", action="store_true", help="print the rows as JSON instead of a table")
@@ -96,8 +96,8 @@ def _run(args: argparse.Namespace) -> int:
     else:
         name = torch.cuda.get_device_name(0) if device == "cuda" else f"CPU, {torch.get_num_threads()} threads"
         print(f"fastpose bench on {device} ({name}); size {args.size}: {_SIZES[args.size]}")
-        print(f"median of {args.repeats} host-timed forward+backward runs (first call included); "
-              "errors against the reference backend\n")
+        print(f"median of {args.repeats} host-timed forward+backward runs (first call included); speed-ups and "
+              "errors against the 'reference' backend (PyTorch math, analytic backward)\n")
         print(format_table(rows))
         if device == "cpu" and any(r["backend"] == "triton" and r["ms"] is not None for r in rows):
             print("\nnote: on the CPU the triton backend runs in the Triton interpreter (TRITON_INTERPRET=1): "
