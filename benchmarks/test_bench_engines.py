@@ -24,8 +24,10 @@ run under ``make bench`` -- and a smoke pass runs instead: tiny models (both eag
 in ONNX Runtime), batch 2, one call each plus the parity check (the engines' own tests cover the
 rest: tests/engine).
 
-``extra_info``: suite = "engines", model, engine, device, precision, batch, threads, build_s,
-median_ms, p90_ms, items_per_second, unit, max_abs_diff (``benchmarks.report``'s per-op tables
+``extra_info``: suite = "engines", model, engine, device, precision, batch, threads, build_s (export
+/ compile of the engine file; torch.compile compiles lazily, see first_call_s), first_call_s (the
+first call at this batch, with the eager reference call), median_ms, p90_ms, items_per_second,
+unit, max_abs_diff, loadavg (``benchmarks.report``'s per-op tables
 skip these records; the numbers are in the JSON).
 """
 
@@ -131,7 +133,9 @@ def test_bench_engine(benchmark, engine_case, engine_cache, request):
     device = _device(request.config)
     fn, dep, build_s = _build(engine_cache, model, engine, precision, device, PAPER, max(BATCHES))
     inputs = dep.example_inputs(batch, device=device, seed=1)
+    t0 = time.perf_counter()
     max_diff = _parity(fn, dep, inputs, precision)  # also the first warm-up call
+    first_call_s = time.perf_counter() - t0  # includes torch.compile's lazy compilation for this batch
 
     def call():
         return fn(*inputs)
@@ -159,7 +163,8 @@ def test_bench_engine(benchmark, engine_case, engine_cache, request):
     benchmark.group = f"engines {model} {precision} B{batch}"
     benchmark.extra_info.update(
         suite="engines", model=model, engine=engine, device=device, precision=precision, batch=batch,
-        threads=torch.get_num_threads(), build_s=round(build_s, 3), median_ms=median * 1e3, p90_ms=q[8] * 1e3,
+        threads=torch.get_num_threads(), build_s=round(build_s, 3), first_call_s=round(first_call_s, 3),
+        median_ms=median * 1e3, p90_ms=q[8] * 1e3,
         items_per_second=batch / median, unit=unit, rounds=rounds, max_abs_diff=max_diff,
         time_source="cuda_events" if timer is not None else "host_clock", model_config=dep.config,
         loadavg=list(os.getloadavg()) if hasattr(os, "getloadavg") else None,

@@ -29,7 +29,9 @@ CudaBuildInfo cuda_build_info() {
   const cudaError_t err = cudaGetDeviceCount(&info.device_count);
   if (err != cudaSuccess) {
     info.device_count = 0;
-    info.device_error = std::string(cudaGetErrorName(err)) + ": " + cudaGetErrorString(err);
+    info.device_error = info.driver_version == 0
+                            ? std::string("no CUDA driver on this machine")
+                            : std::string(cudaGetErrorName(err)) + ": " + cudaGetErrorString(err);
     cudaGetLastError();  // clear the sticky-free error so later calls start clean
   }
   return info;

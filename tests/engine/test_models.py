@@ -28,7 +28,8 @@ MODELS = ("spgnet", "volumetric")
 # Test-time savings, same generated kernels: AOTInductor probes the compiler for every SIMD ISA the
 # CPU lists before compiling (~6 small C++ builds, ~15 s on 2 cores): skipped, the CPU's flags are
 # trusted; the wrapper (host code calling the kernels) is compiled at -O0 instead of -O1.
-_AOTI_TEST_CONFIG = {"cpp.vec_isa_ok": True, "aot_inductor.compile_wrapper_opt_level": "O0"}
+_AOTI_TEST_CONFIG = {"cpp.vec_isa_ok": True, "aot_inductor.compile_wrapper_opt_level": "O0",
+                     "aot_inductor.precompile_headers": False}
 
 
 @pytest.fixture(scope="module")

@@ -13,13 +13,15 @@ import pytest
 import torch
 
 import fastpose.reference as R
-from fastpose import _ext, ops
+from fastpose import ops
+from fastpose.ops._dispatch import available_backends, load_errors
 from tests._tolerances import assert_close, assert_low_precision
 
 pytestmark = [
     pytest.mark.gpu,
     pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"),
-    pytest.mark.skipif(not _ext.cuda_built(), reason=f"fastpose._C built without CUDA ({_ext.error()})"),
+    pytest.mark.skipif("cuda" not in available_backends("soft_argmax_3d"),
+                       reason=f"cuda backend not registered: {load_errors().get('cuda')}"),
 ]
 
 DEV = "cuda"

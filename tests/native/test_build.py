@@ -52,12 +52,18 @@ def test_cpu_backend_registered_for_every_op():
 
 def test_cuda_backend_registered_iff_built_with_cuda():
     require_ext()
-    for op in _dispatch.OPS:
-        assert ("cuda" in _dispatch.available_backends(op)) is _ext.cuda_built(), op
+    registered = {op: "cuda" in _dispatch.available_backends(op) for op in _dispatch.OPS}
     if not _ext.cuda_built():
+        assert not any(registered.values())
         assert "without its CUDA kernels" in _dispatch.load_errors()["cuda"]
-    else:
+        return
+    why = _dispatch.load_errors().get("cuda")
+    # built with CUDA: registered, unless its runtime cannot drive the GPU torch sees (then say why)
+    assert all(registered.values()) or (why and "cannot use this GPU" in why), why
+    if all(registered.values()):
         assert _dispatch.get_impl("soft_argmax_3d", "cuda").devices == frozenset({"cuda"})
+        if torch.cuda.is_available():
+            assert _ext.build_info()["cuda_device_count"] >= 1
 
 
 @pytest.mark.parametrize("op", _dispatch.OPS)
