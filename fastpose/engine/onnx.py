@@ -173,7 +173,8 @@ def _registry(opset: int):
     return registry
 
 
-def _to_onnx_program(ep: torch.export.ExportedProgram, opset: int, input_names, output_names):
+def _to_onnx_program(ep: torch.export.ExportedProgram, opset: int, input_names, output_names,
+                     optimize: bool = True):
     """ExportedProgram -> ONNXProgram with the fused ops lowered by the translation table.
 
     Uses the exporter's core with a cached registry; if that private API is not there (another
@@ -198,28 +199,38 @@ def _to_onnx_program(ep: torch.export.ExportedProgram, opset: int, input_names, 
                 core_export = None
             if core_export is not None:
                 return core_export(ep, (), None, registry=_registry(opset), input_names=list(input_names),
-                                   output_names=list(output_names), verbose=False, optimize=True,
+                                   output_names=list(output_names), verbose=False, optimize=optimize,
                                    opset_version=opset)
             return torch.onnx.export(
                 ep, (), dynamo=True, custom_translation_table=translation_table(), opset_version=opset,
-                input_names=list(input_names), output_names=list(output_names), verbose=False, optimize=True,
+                input_names=list(input_names), output_names=list(output_names), verbose=False,
+                optimize=optimize,
             )
     finally:
         reg_log.setLevel(level)
 
 
 def export_onnx(dep: Deployable, path: str | os.PathLike, *, inputs: Sequence[Tensor] | None = None,
-                batch: int = 2, dynamic_batch: bool = True, max_batch: int = 1024, opset: int = 18,
+                batch: int = 2, dynamic_batch: bool = True, max_batch: int = 1024, opset: int | None = None,
                 device: str = "cpu", check: bool = True, extra: dict | None = None) -> EngineMetadata:
     """Export ``dep`` to the ONNX file ``path``; returns (and writes next to it) its metadata.
 
     ``inputs``: example inputs (default: ``dep.example_inputs(batch)``; batch >= 2 for a dynamic
-    batch). ``opset`` >= 18. ``device``: where the model is traced ('cuda' for half precision
-    models too slow on a CPU; the file itself runs anywhere). With ``check``,
+    batch). ``opset``: default 18; bfloat16 models need >= 22 (the first opset whose Conv,
+    Gemm, ... accept bfloat16) and default to 22. ``device``: where the model is traced ('cuda'
+    for half precision models too slow on a CPU; the file itself runs anywhere). With ``check``,
     :func:`check_onnx` runs on the written file.
+
+    bfloat16 models are exported without the onnxscript graph optimiser: its BatchNorm-into-Conv
+    fusion writes the fused weights in float32 (onnxscript 0.7.2), which leaves Conv nodes with
+    mixed bfloat16 / float32 inputs that the checker (and TensorRT) reject. TensorRT folds the
+    BatchNormalization nodes itself.
     """
-    if opset < 18:
-        raise ValueError(f"argument 'opset': expected >= 18, received {opset}")
+    bf16 = dep.dtype == torch.bfloat16
+    opset = (22 if bf16 else 18) if opset is None else int(opset)
+    if opset < 18 or (bf16 and opset < 22):
+        raise ValueError(f"argument 'opset': expected >= {22 if bf16 else 18}"
+                         f"{' for a bfloat16 model' if bf16 else ''}, received {opset}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if device != "cpu":
@@ -228,12 +239,13 @@ def export_onnx(dep: Deployable, path: str | os.PathLike, *, inputs: Sequence[Te
     ep = export_program(dep, inputs, dynamic_batch=dynamic_batch, max_batch=max_batch)
     in_specs = [TensorSpec.of(n, t, dynamic_batch) for n, t in zip(dep.input_names, inputs, strict=True)]
     out_specs = _output_specs(dep, inputs, dynamic_batch)
-    program = _to_onnx_program(ep, opset, dep.input_names, dep.output_names)
+    program = _to_onnx_program(ep, opset, dep.input_names, dep.output_names, optimize=not bf16)
     meta = EngineMetadata(
         format="onnx", model=dep.name, precision=_PRECISION_OF.get(dep.dtype, str(dep.dtype)), device="any",
         inputs=in_specs, outputs=out_specs, batch_range=(1, max_batch) if dynamic_batch else (inputs[0].shape[0],) * 2,
         model_config=dep.config, versions=versions(), created=now_iso(),
-        extra={"opset": opset, "exporter": "torch.onnx.export(dynamo=True) + fastpose translation table",
+        extra={"opset": opset, "optimized": not bf16,
+               "exporter": "torch.onnx.export(dynamo=True) + fastpose translation table",
                **(extra or {})},
     )
     program.model.metadata_props["fastpose"] = meta.to_json()
@@ -290,10 +302,13 @@ class OnnxRunner:
         opts.log_severity_level = 3
         try:
             self.session = ort.InferenceSession(str(self.path), opts, providers=list(providers))
-        except Exception as exc:  # ORT raises InvalidProtobuf, Fail, ... for a damaged file
+        except Exception as exc:  # ORT raises InvalidProtobuf, Fail, NotImplemented, ...
+            text = str(exc)
+            hint = ("an operator or dtype ONNX Runtime has no kernel for on "
+                    f"{list(providers)} (bfloat16 files are meant for TensorRT)" if "NOT_IMPLEMENTED" in text
+                    else "truncated or not an ONNX model?")
             raise EngineLoadError(
-                f"ONNX engine {self.path} cannot be loaded by ONNX Runtime (truncated or not an ONNX model?): "
-                f"{type(exc).__name__}: {exc}"
+                f"ONNX engine {self.path} cannot be loaded by ONNX Runtime ({hint}): {type(exc).__name__}: {text}"
             ) from exc
         meta = read_sidecar(self.path)
         if meta is None:
