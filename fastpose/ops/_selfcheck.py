@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -95,7 +95,7 @@ def backend_table(device: str | torch.device = "cpu", size: str = "small", seed:
                     torch.cuda.synchronize(device)
                 times.append((time.perf_counter() - t0) * 1e3)
             err = max(float((o.double() - r.double()).abs().max()) if o.numel() else 0.0
-                      for o, r in zip(out, ref_out))
+                      for o, r in zip(out, ref_out, strict=True))
             gerr = float((grad.double() - ref_grad.double()).abs().max()) if grad.numel() else 0.0
             scale = max([float(r.double().abs().max()) for r in ref_out if r.numel()] + [1.0])
             gscale = max(float(ref_grad.double().abs().max()) if ref_grad.numel() else 0.0, 1e-12)

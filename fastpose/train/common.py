@@ -24,6 +24,7 @@ the RNG states (so a resumed run draws the same dropout masks) and free-form ``e
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import random
@@ -40,6 +41,9 @@ from torch import nn
 
 __all__ = [
     "CHECKPOINT_FORMAT",
+    "add_run_arguments",
+    "add_run_group",
+    "jsonable",
     "CheckpointError",
     "Runtime",
     "all_reduce_mean",
@@ -410,3 +414,32 @@ def restore_training_state(
     if restore_rng and ckpt.get("rng") is not None:
         _set_rng_state(ckpt["rng"])
     return dict(ckpt.get("progress") or {})
+
+
+def jsonable(d: dict) -> dict:
+    """``d`` with tuples turned into lists, as it reads back from a checkpoint's JSON-like config."""
+    return json.loads(json.dumps(d, default=list))
+
+
+def add_run_arguments(parser, defaults) -> None:
+    """The flags every ``fastpose train MODEL`` shares: seed, AMP, compile, device (appended to the
+    current "optimisation" group's parser) and the "run" group (output, resume, checkpoints, limits).
+
+    ``defaults`` is the model's train-config instance (fields seed, device, out_dir)."""
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--amp", action="store_true", help="mixed precision (bfloat16 on CPU, float16 on CUDA)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the model")
+    parser.add_argument("--device", default=defaults.device, help="auto, cpu, cuda, cuda:N")
+
+
+def add_run_group(parser, defaults):
+    """The "run" argument group shared by every ``fastpose train MODEL``; returns the group."""
+    g = parser.add_argument_group("run")
+    g.add_argument("--out", default=defaults.out_dir, help="output directory (checkpoint, evaluation)")
+    g.add_argument("--resume", default=None, help="checkpoint to resume from")
+    g.add_argument("--checkpoint-every", type=int, default=0, help="also checkpoint every N steps")
+    g.add_argument("--max-steps", type=int, default=None)
+    g.add_argument("--time-limit", type=float, default=None, help="minutes; stops resumably")
+    g.add_argument("--no-eval", action="store_true", help="skip the evaluation after training")
+    g.add_argument("--no-progress", action="store_true")
+    return g

@@ -15,7 +15,6 @@ resumed run continues with exactly the losses of an uninterrupted one.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -151,7 +150,7 @@ def train_spgnet(
     def save(reason: str) -> Path:
         progress = {"epoch": epoch, "step_in_epoch": step_in_epoch, "global_step": global_step,
                     "epoch_sums": {**sums, "n_seen": n_seen} if step_in_epoch else None}
-        extra = {"history": history, "train_config": _jsonable(asdict(cfg)), "reason": reason}
+        extra = {"history": history, "train_config": common.jsonable(asdict(cfg)), "reason": reason}
         return common.save_checkpoint(ckpt_path, arch=mcfg.to_dict(), model=model, optimizer=optimizer,
                                       scheduler=scheduler, scaler=scaler, progress=progress, extra=extra)
 
@@ -316,19 +315,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--no-flip", action="store_true", help="no horizontal flip augmentation")
     g.add_argument("--loss-weights", default="1,0.1,0.1,0.1",
                    help="pose,trajectory,reprojection,bone weights of the loss terms")
-    g.add_argument("--seed", type=int, default=d.seed)
-    g.add_argument("--amp", action="store_true", help="mixed precision (bfloat16 on CPU, float16 on CUDA)")
-    g.add_argument("--compile", action="store_true", help="torch.compile the model")
-    g.add_argument("--device", default=d.device, help="auto, cpu, cuda, cuda:N")
-    g = parser.add_argument_group("run")
-    g.add_argument("--out", default=d.out_dir, help="output directory (checkpoint, evaluation)")
-    g.add_argument("--resume", default=None, help="checkpoint to resume from")
-    g.add_argument("--checkpoint-every", type=int, default=0, help="also checkpoint every N steps")
-    g.add_argument("--max-steps", type=int, default=None)
-    g.add_argument("--time-limit", type=float, default=None, help="minutes; stops resumably")
-    g.add_argument("--no-eval", action="store_true", help="skip the evaluation after training")
+    common.add_run_arguments(g, d)
+    g = common.add_run_group(parser, d)
     g.add_argument("--no-flip-test", action="store_true", help="no test-time flip augmentation")
-    g.add_argument("--no-progress", action="store_true")
 
 
 def config_from_args(args: argparse.Namespace) -> SPGNetTrainConfig:
@@ -392,7 +381,4 @@ def predict_for_figure(args: argparse.Namespace, seq: PoseSequence) -> np.ndarra
     model, _ = load_spgnet(args.checkpoint, device="cpu")
     return model.predict(seq.keypoints_2d, flip_test=not args.no_flip_test).pose.numpy()
 
-
-def _jsonable(d: dict) -> dict:
-    return json.loads(json.dumps(d, default=list))
 

@@ -28,7 +28,6 @@ renders), so it is not the video velocity error; read Protocols #1-#3.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import time
 from collections.abc import Callable
@@ -223,7 +222,7 @@ def train_volumetric(
 
     def save(reason: str) -> Path:
         progress = {"epoch": epoch, "step_in_epoch": step_in_epoch, "global_step": global_step}
-        extra = {"history": history, "train_config": _jsonable(asdict(cfg)), "reason": reason}
+        extra = {"history": history, "train_config": common.jsonable(asdict(cfg)), "reason": reason}
         return common.save_checkpoint(ckpt_path, arch=arch, model=model, optimizer=optimizer,
                                       scheduler=scheduler, scaler=scaler, progress=progress, extra=extra)
 
@@ -393,18 +392,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--lr-step-epoch", type=int, default=d.lr_step_epoch,
                    help="1-based epoch from which the learning rate is multiplied by --lr-factor")
     g.add_argument("--lr-factor", type=float, default=d.lr_factor)
-    g.add_argument("--seed", type=int, default=d.seed)
-    g.add_argument("--amp", action="store_true", help="mixed precision (bfloat16 on CPU, float16 on CUDA)")
-    g.add_argument("--compile", action="store_true", help="torch.compile the model")
-    g.add_argument("--device", default=d.device, help="auto, cpu, cuda, cuda:N")
-    g = parser.add_argument_group("run")
-    g.add_argument("--out", default=d.out_dir, help="output directory (checkpoint, evaluation)")
-    g.add_argument("--resume", default=None, help="checkpoint to resume from")
-    g.add_argument("--checkpoint-every", type=int, default=0, help="also checkpoint every N steps")
-    g.add_argument("--max-steps", type=int, default=None)
-    g.add_argument("--time-limit", type=float, default=None, help="minutes; stops resumably")
-    g.add_argument("--no-eval", action="store_true", help="skip the evaluation after training")
-    g.add_argument("--no-progress", action="store_true")
+    common.add_run_arguments(g, d)
+    g = common.add_run_group(parser, d)
 
 
 def config_from_args(args: argparse.Namespace) -> VolumetricTrainConfig:
@@ -494,6 +483,3 @@ def evaluate_checkpoint(args: argparse.Namespace) -> EvaluationReport:
                                progress=True, meta={"checkpoint": str(args.checkpoint), "data": str(args.data),
                                                     "subjects": list(subjects)})
 
-
-def _jsonable(d: dict) -> dict:
-    return json.loads(json.dumps(d, default=list))

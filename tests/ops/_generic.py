@@ -35,7 +35,7 @@ def test_matches_reference(op, backend, j, fresh_seed):
     x, args = make_inputs(op, gen, torch.float32, j=j)
     exp_out, exp_grad = _expected(op, x, args)
     out, grad = run(public(op), x, args, backend=backend)
-    for k, (o, e) in enumerate(zip(out, exp_out)):
+    for k, (o, e) in enumerate(zip(out, exp_out, strict=True)):
         assert o.dtype == torch.float32
         assert_close(o, e, torch.float32, f"{op}[{backend}] output {k} (seed {fresh_seed})")
     assert_close(grad, exp_grad, torch.float32, f"{op}[{backend}] gradient (seed {fresh_seed})")
@@ -48,7 +48,7 @@ def test_float64_matches_reference(op, backend, fresh_seed):
     x, args = make_inputs(op, gen, torch.float64, j=18)
     exp_out, exp_grad = _expected(op, x, args)
     out, grad = run(public(op), x, args, backend=backend)
-    for k, (o, e) in enumerate(zip(out, exp_out)):
+    for k, (o, e) in enumerate(zip(out, exp_out, strict=True)):
         assert_close(o, e, torch.float64, f"{op}[{backend}] output {k}")
     assert_close(grad, exp_grad, torch.float64, f"{op}[{backend}] gradient")
 
@@ -73,7 +73,7 @@ def test_low_precision(op, backend, dtype, fresh_seed):
     exp_out, exp_grad = _expected(op, x, args)  # float64 math on the rounded inputs
     ref_out, ref_grad = run(reference_fn(op), x, cast_args(args, torch.float32))  # reference in `dtype`
     out, grad = run(public(op), x, args, backend=backend)
-    for k, (o, r, e) in enumerate(zip(out, ref_out, exp_out)):
+    for k, (o, r, e) in enumerate(zip(out, ref_out, exp_out, strict=True)):
         assert o.dtype == dtype, f"{op}[{backend}] output {k} dtype {o.dtype}"
         assert_low_precision(o, r, e, f"{op}[{backend}] {dtype} output {k}")
     assert grad.dtype == dtype
@@ -96,7 +96,7 @@ def test_non_contiguous(op, backend, fresh_seed):
     xs = _non_contiguous(x)
     args_nc = tuple(_non_contiguous(a) if isinstance(a, torch.Tensor) and a.dim() > 1 else a for a in args)
     out, grad = run(public(op), xs, args_nc, backend=backend)
-    for k, (o, e) in enumerate(zip(out, exp_out)):
+    for k, (o, e) in enumerate(zip(out, exp_out, strict=True)):
         assert_close(o, e, torch.float32, f"{op}[{backend}] non-contiguous output {k}")
     assert_close(grad, exp_grad, torch.float32, f"{op}[{backend}] non-contiguous gradient")
 
@@ -107,7 +107,7 @@ def test_empty_batch(op, backend):
     exp_out, _ = _expected(op, x, args)
     out, grad = run(public(op), x, args, backend=backend)
     assert grad.shape == x.shape
-    for o, e in zip(out, exp_out):
+    for o, e in zip(out, exp_out, strict=True):
         assert o.shape == e.shape
         assert torch.isfinite(o).all(), f"{op}[{backend}] empty batch gave non-finite {o}"
         if o.dim() == 0:
@@ -156,6 +156,6 @@ def test_compile_fullgraph(op, backend):
     compiled = torch.compile(lambda t: fn(t, *args, backend=backend), fullgraph=True, backend="aot_eager")
     out, grad = run(lambda t: compiled(t), x, ())
     exp_out, exp_grad = run(fn, x, args, backend=backend)
-    for o, e in zip(out, exp_out):
+    for o, e in zip(out, exp_out, strict=True):
         assert_close(o, e, torch.float32, f"{op}[{backend}] compiled output")
     assert_close(grad, exp_grad, torch.float32, f"{op}[{backend}] compiled gradient")
