@@ -186,7 +186,7 @@ def _project(points, camera, acc):
     radial = op.Add(_scalar(1.0, pts), op.Mul(r2, op.Add(k1, op.Mul(r2, op.Add(k2, op.Mul(r2, k3))))))
     tan = op.ReduceSum(op.Mul(p, xx), _ints([-1]), keepdims=1)  # p_a XX_x + p_b XX_y
     xxx = op.Add(op.Mul(xx, op.Add(radial, tan)), op.Mul(p, r2))  # (..., J, 2)
-    return op.Add(op.Mul(f, xxx), c)  # f XXX + c
+    return op.Add(op.Mul(f, xxx), c)  # f XXd + c
 
 
 def project_to_2d(points: TensorType, camera: TensorType) -> TensorType:

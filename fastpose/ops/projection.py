@@ -2,7 +2,7 @@
 
 VideoPose3D's camera model, per point (camera = fx, fy, cx, cy, k1, k2, k3, p_a, p_b):
   XX = clamp(xy / z, -1, 1); r2 = |XX|^2; radial = 1 + k1 r2 + k2 r2^2 + k3 r2^3;
-  tan = p_a XX_x + p_b XX_y; XXX = XX (radial + tan) + (p_a, p_b) r2; uv = f XXX + c.
+  tan = p_a XX_x + p_b XX_y; XXd = XX (radial + tan) + (p_a, p_b) r2; uv = f XXd + c.
 points (..., J, 3) in the camera frame; camera (...c, 9) whose leading dims are a prefix of the
 points' leading dims (camera (N, 9) serves points (N, T, J, 3)); a (9,) camera serves all.
 reprojection_loss = mean over leading dims and joints of w * ||uv - keypoints_2d||_2 (2D MPJPE).

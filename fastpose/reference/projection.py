@@ -10,8 +10,8 @@ the camera's leading dims are a PREFIX of the points' leading dims (camera (N, 9
     r2     = |XX|^2
     radial = 1 + k1 r2 + k2 r2^2 + k3 r2^3
     tan    = p_a XX_x + p_b XX_y
-    XXX    = XX * (radial + tan) + p * r2                p = (p_a, p_b)
-    out    = f * XXX + c                                 f = (fx, fy), c = (cx, cy)
+    XXd    = XX * (radial + tan) + p * r2                p = (p_a, p_b)
+    out    = f * XXd + c                                 f = (fx, fy), c = (cx, cy)
 
 Gradient (:func:`project_to_2d_backward`), with a = g * f (g = dL/dout)::
 
@@ -81,7 +81,7 @@ def _project_backward_acc(g: torch.Tensor, pts: torch.Tensor, cam: torch.Tensor)
     radial = 1.0 + r2 * (k1 + r2 * (k2 + r2 * k3))  # (..., J, 1)
     d_radial = k1 + r2 * (2.0 * k2 + 3.0 * k3 * r2)  # (..., J, 1) d radial / d r2
     tan = (p * xx).sum(dim=-1, keepdim=True)  # (..., J, 1)
-    a = g * f  # (..., J, 2) dL/dXXX
+    a = g * f  # (..., J, 2) dL/dXXd
     a_xx = (a * xx).sum(dim=-1, keepdim=True)  # (..., J, 1) a . XX
     a_p = (a * p).sum(dim=-1, keepdim=True)  # (..., J, 1) a . p
     g_xx = a * (radial + tan) + a_xx * (2.0 * d_radial * xx + p) + 2.0 * a_p * xx  # (..., J, 2)
