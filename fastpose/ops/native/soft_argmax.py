@@ -36,7 +36,7 @@ def _forward(backend: str, ndim: int, logits: Tensor) -> tuple[Tensor, Tensor]:
         else:
             g.ext().soft_argmax_forward_cpu(c, x.data_ptr(), rows, d, h, w, ndim, coords.data_ptr(),
                                             stats.data_ptr(), *g.launch(backend, x.device))
-    return coords.to(logits.dtype), stats
+    return (coords if coords.dtype == logits.dtype else coords.to(logits.dtype)), stats
 
 
 def _backward(backend: str, ndim: int, grad_coords: Tensor, logits: Tensor, stats: Tensor) -> Tensor:
@@ -50,7 +50,7 @@ def _backward(backend: str, ndim: int, grad_coords: Tensor, logits: Tensor, stat
     if rows:
         g.kernel("soft_argmax_backward", backend)(g.code(x.dtype), gc.data_ptr(), x.data_ptr(), st.data_ptr(), rows,
                                                  d, h, w, ndim, grad.data_ptr(), *g.launch(backend, x.device))
-    return grad.to(logits.dtype)
+    return grad if grad.dtype == logits.dtype else grad.to(logits.dtype)
 
 
 def _define(backend: str, ndim: int):
