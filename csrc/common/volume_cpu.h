@@ -7,12 +7,6 @@
 // shape, never on the thread count or timing, so results are bit-identical from run to run and
 // for any number of threads.
 //
-// Scheduling: work items are handed out dynamically (one at a time). Which thread computes an item
-// never changes its value (partials are stored per item and merged in order; gradients are per
-// value), so this keeps determinism while letting the calling thread take more items when the
-// other threads wake up late (OMP_WAIT_POLICY=PASSIVE: ~20-60 us on a VM) or run on a busy core;
-// a static split would make the call wait for the slowest thread's fixed half.
-//
 // Inner loops: along a line of W values with kLanes independent accumulators (one 64-byte vector
 // of T), which the compiler maps onto SIMD registers without reordering any floating-point sum
 // (no -ffast-math); lanes are reduced with a fixed-order tree. exp() is the vectorisable
@@ -247,7 +241,7 @@ void forward(const Volume<T>& vol, const Target<T>* tgt, T* grad, double grad_sc
   {
     std::vector<T> gx(kMse ? vol.w : 0);
     int64_t gx_row = -1;
-#pragma omp for schedule(dynamic, 1)
+#pragma omp for schedule(static)
     for (int64_t it = 0; it < plan.items; ++it) {
       const int64_t r = it / plan.chunks, c = it % plan.chunks;
       T muy = T(0), muz = T(0), k = T(0), gk = T(0);
@@ -256,7 +250,7 @@ void forward(const Volume<T>& vol, const Target<T>* tgt, T* grad, double grad_sc
         muy = tgt->mu(r, 1);
         muz = tgt->mu(r, 2);
         gk = static_cast<T>(grad_scale) * tgt->weight(r);
-        if (gx_row != r) {  // refilled only when this thread moves on to another row
+        if (gx_row != r) {  // static schedule: a thread's items of a row are consecutive
           detail::fill_gx(gx, vol.w, tgt->mu(r, 0), k);
           gx_row = r;
         }
@@ -291,7 +285,7 @@ void backward(const Volume<T>& vol, const Target<T>* tgt, const RowGrad<T>* rg, 
   {
     std::vector<T> gx(kMse ? vol.w : 0);
     int64_t gx_row = -1;
-#pragma omp for schedule(dynamic, 1)
+#pragma omp for schedule(static)
     for (int64_t it = 0; it < plan.items; ++it) {
       const int64_t r = it / plan.chunks, c = it % plan.chunks;
       T muy = T(0), muz = T(0), k = T(0);

@@ -69,8 +69,8 @@ OPS = (
 
 # Per device type, the order in which backends are tried when none is named.
 # CPU: the OpenMP kernels first -- BENCHMARKS.md, machine cpu-vm (2 threads, forward+backward
-# at B=8, J=18, 64^3 and 1024x243x17 points, `make bench`): cpu vs reference eager 20x for the fused
-# head, 7.7x soft_argmax_3d, 12.9x heatmap_mse_3d, 17x reprojection_loss, 35x project_to_2d. The
+# at B=8, J=18, 64^3 and 1024x243x17 points, `make bench`): cpu vs reference eager 15x for the fused
+# head, 8.4x soft_argmax_3d, 14x heatmap_mse_3d, 28x reprojection_loss, 21x project_to_2d. The
 # Triton interpreter is for tests only and is never chosen automatically on the CPU.
 # CUDA: not yet measured on a GPU. Triton first because torch.compile traces into its kernels;
 # cuda second. benchmarks/gpu_run.sh measures both side by side: set this from its results
