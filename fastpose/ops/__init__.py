@@ -53,9 +53,10 @@ def _load_backends() -> None:
     try:
         from .. import kernels  # noqa: F401  (registers "triton")
     except Exception as exc:
-        _dispatch.record_load_error(
-            "triton", f"{type(exc).__name__}: {exc} (install the extra: pip install 'fastpose[triton]')"
-        )
+        msg = f"{type(exc).__name__}: {exc}"
+        if "fastpose[triton]" not in msg:
+            msg += " (install the extra: pip install 'fastpose[triton]')"
+        _dispatch.record_load_error("triton", msg)
 
 
 _load_backends()
