@@ -41,6 +41,7 @@ from torch import nn
 
 __all__ = [
     "CHECKPOINT_FORMAT",
+    "accumulate",
     "add_run_arguments",
     "add_run_group",
     "jsonable",
@@ -136,6 +137,15 @@ def any_rank(flag: bool, rt: Runtime) -> bool:
     t = torch.tensor(float(flag), device=rt.device if rt.device.type == "cuda" else "cpu")
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return bool(t.item() > 0)
+
+
+def accumulate(sums: dict, values: Mapping, weight: float) -> None:
+    """``sums[k] += weight * values[k]`` without a host synchronisation per step: tensor values stay
+    on their device (as float64) until a caller reads them -- the progress bar every few steps, the
+    epoch means, a checkpoint -- instead of a ``float(loss)`` that waits for the GPU every step."""
+    for k, v in values.items():
+        v = v.detach().double() if isinstance(v, torch.Tensor) else float(v)
+        sums[k] = sums[k] + v * weight
 
 
 def all_reduce_mean(value: float | torch.Tensor, rt: Runtime) -> float:

@@ -149,7 +149,8 @@ def train_spgnet(
 
     def save(reason: str) -> Path:
         progress = {"epoch": epoch, "step_in_epoch": step_in_epoch, "global_step": global_step,
-                    "epoch_sums": {**sums, "n_seen": n_seen} if step_in_epoch else None}
+                    "epoch_sums": ({**{k: float(v) for k, v in sums.items()}, "n_seen": n_seen}
+                                   if step_in_epoch else None)}
         extra = {"history": history, "train_config": common.jsonable(asdict(cfg)), "reason": reason}
         return common.save_checkpoint(ckpt_path, arch=mcfg.to_dict(), model=model, optimizer=optimizer,
                                       scheduler=scheduler, scaler=scaler, progress=progress, extra=extra)
@@ -193,9 +194,7 @@ def train_spgnet(
             n_seen += b
             frames_seen += b * frames_out
             step_losses.append(loss.detach())
-            sums["loss"] += float(loss.detach()) * b
-            for k, v in terms.items():
-                sums[k] += float(v) * b
+            common.accumulate(sums, {"loss": loss, **terms}, b)
             if step_in_epoch % 10 == 0 or step_in_epoch == steps_per_epoch:
                 bar.set_postfix(loss=f"{sums['loss'] / n_seen:.4f}", mpjpe=f"{1000 * sums['pose'] / n_seen:.1f}mm",
                                 lr=f"{scheduler.get_last_lr()[0]:.2e}")

@@ -265,9 +265,8 @@ def train_volumetric(
             with torch.no_grad():
                 pred, gt = _metric_poses(model, out, batch, rt.device)
                 mpjpe = (pred - gt)[:, list(_EVAL_JOINTS)].norm(dim=-1).mean()
-            for k, v in (("loss", loss), ("loss_2d", out["loss_2d"]), ("loss_3d", out["loss_3d"]),
-                         ("loss_pose", out["loss_pose"]), ("mpjpe", mpjpe)):
-                sums[k] += float(v.detach()) * b
+            common.accumulate(sums, {"loss": loss, "loss_2d": out["loss_2d"], "loss_3d": out["loss_3d"],
+                                     "loss_pose": out["loss_pose"], "mpjpe": mpjpe}, b)
             if step_in_epoch % 10 == 0 or step_in_epoch == steps_per_epoch:
                 bar.set_postfix(loss=f"{sums['loss'] / n_seen:.4f}", mpjpe=f"{1000 * sums['mpjpe'] / n_seen:.1f}mm",
                                 lr=f"{scheduler.get_last_lr()[0]:.1e}")
