@@ -40,6 +40,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import pytest
 import torch
 
 import fastpose.reference as R
@@ -47,6 +48,8 @@ from fastpose import ops as _ops
 from fastpose.ops import _dispatch
 
 __all__ = [
+    "bench_device",
+    "bench_selection",
     "CI_COMPILED",
     "BenchItem",
     "LIFTING",
@@ -781,3 +784,29 @@ def run_benchmark(benchmark, case: Case, mode: str, provider: str, device: str, 
             need = x.numel() * x.element_size()
             assert info["peak_memory_bytes"] >= need, (
                 f"peak memory {info['peak_memory_bytes']} B < the gradient's {need} B: the memory probe is broken")
+
+
+# ---- pytest options shared by every suite (declared in benchmarks/conftest.py) ---------------
+
+
+def bench_device(config) -> str:
+    """``--bench-device``, default cuda when available, else cpu."""
+    dev = config.getoption("bench_device") or ("cuda" if torch.cuda.is_available() else "cpu")
+    if dev == "cuda" and not torch.cuda.is_available():
+        raise pytest.UsageError("--bench-device cuda: torch.cuda.is_available() is False on this machine")
+    return dev
+
+
+def bench_selection(config) -> str:
+    """``--bench-cases`` (``tiny`` | ``paper`` | ``all``); ``auto``: the real shapes only when benchmarks were asked for
+    (``--benchmark-only``, ``--benchmark-json``, ``--benchmark-save``/``--benchmark-autosave``),
+    else the tiny correctness pass (``--benchmark-disable`` in CI, or a plain ``pytest`` run that
+    collects tests/ and benchmarks/ together)."""
+    selection = config.getoption("bench_cases")
+    if selection != "auto":
+        return selection
+    if config.getoption("benchmark_disable", False):
+        return "tiny"
+    asked = any(config.getoption(name, None) for name in
+                ("benchmark_only", "benchmark_json", "benchmark_save", "benchmark_autosave"))
+    return "all" if asked else "tiny"

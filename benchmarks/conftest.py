@@ -13,7 +13,7 @@ Two regimes:
 - timing runs (``--benchmark-only`` / ``--benchmark-json``: ``make bench``, ``gpu_run.sh``): the
   paper shapes in every mode plus the sweeps; the Triton interpreter is not timed on the CPU.
 
-Options: ``--bench-cases auto|tiny|paper|all`` (auto: see :func:`_selection`),
+Options: ``--bench-cases auto|tiny|paper|all`` (auto: see :func:`benchmarks._common.bench_selection`),
 ``--bench-device cpu|cuda`` (default: cuda when available), ``--bench-providers a,b`` (filter).
 ``FASTPOSE_BENCH_THREADS=n`` sets torch's CPU thread count (recorded with the results).
 """
@@ -29,6 +29,8 @@ from benchmarks._common import (
     CI_COMPILED,
     PROVIDERS,
     BenchItem,
+    bench_device,
+    bench_selection,
     cases_for,
     machine_record,
     providers_for,
@@ -52,32 +54,10 @@ def pytest_configure(config):
         torch.set_num_threads(int(threads))
 
 
-def _device(config) -> str:
-    dev = config.getoption("bench_device") or ("cuda" if torch.cuda.is_available() else "cpu")
-    if dev == "cuda" and not torch.cuda.is_available():
-        raise pytest.UsageError("--bench-device cuda: torch.cuda.is_available() is False on this machine")
-    return dev
-
-
-def _selection(config) -> str:
-    """``--bench-cases``; ``auto``: the real shapes only when benchmarks were asked for
-    (``--benchmark-only``, ``--benchmark-json``, ``--benchmark-save``/``--benchmark-autosave``),
-    else the tiny correctness pass (``--benchmark-disable`` in CI, or a plain ``pytest`` run that
-    collects tests/ and benchmarks/ together)."""
-    selection = config.getoption("bench_cases")
-    if selection != "auto":
-        return selection
-    if config.getoption("benchmark_disable", False):
-        return "tiny"
-    asked = any(config.getoption(name, None) for name in
-                ("benchmark_only", "benchmark_json", "benchmark_save", "benchmark_autosave"))
-    return "all" if asked else "tiny"
-
-
 def _items(config, ops) -> list[BenchItem]:
-    selection = _selection(config)
+    selection = bench_selection(config)
     quick = selection == "tiny"
-    device = _device(config)
+    device = bench_device(config)
     wanted = {p.strip() for p in config.getoption("bench_providers").split(",") if p.strip()}
     unknown = wanted - set(PROVIDERS)
     if unknown:
@@ -120,7 +100,7 @@ def pytest_generate_tests(metafunc):
 
 def pytest_benchmark_update_machine_info(config, machine_info):
     """Stored with the JSON: machine, versions, threads, load, copy bandwidth, git revision."""
-    machine_info.update(machine_record(_device(config)))
+    machine_info.update(machine_record(bench_device(config)))
 
 
 def pytest_benchmark_update_json(config, benchmarks, output_json):

@@ -40,7 +40,8 @@ import time
 import pytest
 import torch
 
-from benchmarks._common import _CudaEventTarget
+from benchmarks._common import _CudaEventTarget, bench_selection
+from benchmarks._common import bench_device as _device
 
 ENGINES_CPU = ("eager", "compile", "onnx", "aoti")
 ENGINES_GPU = ("eager", "compile", "aoti", "tensorrt")
@@ -51,19 +52,9 @@ TINY = {"spgnet": {"filter_widths": (3, 3), "channels": 32},
                        "deconv_channels": 16, "lift_channels": 16, "depth": 8, "refine_hidden": 32}}
 
 
-def _device(config) -> str:
-    return config.getoption("bench_device", None) or ("cuda" if torch.cuda.is_available() else "cpu")
-
-
 def _quick(config) -> bool:
-    """The smoke pass unless benchmarks were asked for (same rule as benchmarks/conftest.py)."""
-    sel = config.getoption("bench_cases", "auto")
-    if sel != "auto":
-        return sel == "tiny"
-    if config.getoption("benchmark_disable", False):
-        return True
-    return not any(config.getoption(n, None) for n in
-                   ("benchmark_only", "benchmark_json", "benchmark_save", "benchmark_autosave"))
+    """The tiny/smoke pass unless real benchmarks were asked for (benchmarks._common.bench_selection)."""
+    return bench_selection(config) == "tiny"
 
 
 def _cases(device: str) -> list[tuple[str, str, str, int]]:

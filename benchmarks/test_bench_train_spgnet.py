@@ -31,7 +31,8 @@ from unittest import mock
 import torch
 
 import fastpose
-from benchmarks._common import _CudaEventTarget, peak_memory_bytes
+from benchmarks._common import _CudaEventTarget, bench_selection, peak_memory_bytes
+from benchmarks._common import bench_device as _device
 from fastpose.models import SPGNet, spgnet_loss
 from fastpose.models import spgnet as smod
 from fastpose.ops import _dispatch
@@ -40,19 +41,9 @@ from fastpose.reference import projection as ref_projection
 _OP = "reprojection_loss"
 
 
-def _device(config) -> str:
-    return config.getoption("bench_device", None) or ("cuda" if torch.cuda.is_available() else "cpu")
-
-
 def _quick(config) -> bool:
-    """The tiny correctness pass unless real benchmarks were asked for (as benchmarks/conftest.py)."""
-    sel = config.getoption("bench_cases", "auto")
-    if sel != "auto":
-        return sel == "tiny"
-    if config.getoption("benchmark_disable", False):
-        return True
-    return not any(config.getoption(n, None) for n in
-                   ("benchmark_only", "benchmark_json", "benchmark_save", "benchmark_autosave"))
+    """The tiny/smoke pass unless real benchmarks were asked for (benchmarks._common.bench_selection)."""
+    return bench_selection(config) == "tiny"
 
 
 def _providers(device: str, quick: bool) -> list[str]:

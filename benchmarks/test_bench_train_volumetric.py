@@ -30,7 +30,8 @@ import torch
 
 import fastpose
 import fastpose.reference as R
-from benchmarks._common import _CudaEventTarget, peak_memory_bytes
+from benchmarks._common import _CudaEventTarget, bench_selection, peak_memory_bytes
+from benchmarks._common import bench_device as _device
 from fastpose.models import volumetric as vmod
 from fastpose.models.volumetric import VolumetricConfig, VolumetricPoseNet
 from fastpose.ops import _dispatch
@@ -38,20 +39,9 @@ from fastpose.ops import _dispatch
 _OP = "soft_argmax_heatmap_mse_3d"
 
 
-def _device(config) -> str:
-    dev = config.getoption("bench_device", None) or ("cuda" if torch.cuda.is_available() else "cpu")
-    return dev
-
-
 def _quick(config) -> bool:
-    """The tiny correctness pass unless real benchmarks were asked for (as benchmarks/conftest.py)."""
-    sel = config.getoption("bench_cases", "auto")
-    if sel != "auto":
-        return sel == "tiny"
-    if config.getoption("benchmark_disable", False):
-        return True
-    return not any(config.getoption(n, None) for n in
-                   ("benchmark_only", "benchmark_json", "benchmark_save", "benchmark_autosave"))
+    """The tiny/smoke pass unless real benchmarks were asked for (benchmarks._common.bench_selection)."""
+    return bench_selection(config) == "tiny"
 
 
 def _providers(device: str, quick: bool) -> list[str]:
