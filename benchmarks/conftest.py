@@ -1,7 +1,7 @@
 """Parametrisation and machine record of the benchmark suites (``benchmarks/test_bench_<stem>.py``).
 
 Each suite declares ``OPS`` and one test taking the ``bench_item`` parameter; this file expands it
-into (case, mode, provider) items from :mod:`benchmarks._common` and the backend registry, so a
+into (case, mode, provider) items from :mod:`benchmarks._cases` / :mod:`benchmarks._providers` and the backend registry, so a
 backend that registers itself is benchmarked with no edit here.
 
 Two regimes:
@@ -13,7 +13,7 @@ Two regimes:
 - timing runs (``--benchmark-only`` / ``--benchmark-json``: ``make bench``, ``gpu_run.sh``): the
   paper shapes in every mode plus the sweeps; the Triton interpreter is not timed on the CPU.
 
-Options: ``--bench-cases auto|tiny|paper|all`` (auto: see :func:`benchmarks._common.bench_selection`),
+Options: ``--bench-cases auto|tiny|paper|all`` (auto: see :func:`benchmarks._runner.bench_selection`),
 ``--bench-device cpu|cuda`` (default: cuda when available), ``--bench-providers a,b`` (filter).
 ``FASTPOSE_BENCH_THREADS=n`` sets torch's CPU thread count (recorded with the results).
 """
@@ -25,16 +25,10 @@ import os
 import pytest
 import torch
 
-from benchmarks._common import (
-    CI_COMPILED,
-    PROVIDERS,
-    BenchItem,
-    bench_device,
-    bench_selection,
-    cases_for,
-    machine_record,
-    providers_for,
-)
+from benchmarks._cases import CI_COMPILED, cases_for
+from benchmarks._machine import machine_record
+from benchmarks._providers import PROVIDERS, providers_for
+from benchmarks._runner import BenchItem, bench_device, bench_selection
 
 
 def pytest_addoption(parser):

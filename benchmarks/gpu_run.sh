@@ -89,7 +89,7 @@ if [ -z "${SKIP_TESTS:-}" ]; then
 fi
 
 if [ -z "${SKIP_BENCH:-}" ]; then
-  MACHINE=$("$PY" -c "from benchmarks._common import machine_name; print(machine_name('cuda'))")
+  MACHINE=$("$PY" -c "from benchmarks._machine import machine_name; print(machine_name('cuda'))")
   mkdir -p "$OUT/$MACHINE"
   JSON="$OUT/$MACHINE/bench-$(date -u +%Y%m%dT%H%M%SZ).json"
   step benchmarks "$OUT/logs/bench.log" "$PY" -m pytest benchmarks -q -p no:cacheprovider --benchmark-only \

@@ -551,7 +551,7 @@ def _plot_volume_sweeps(mname: str, idx: dict, folder: str) -> str | None:
 # Document
 # ------------------------------------------------------------------------------------------------
 _METHOD = """\
-How these numbers are made (see `benchmarks/_common.py`):
+How these numbers are made (see `benchmarks/_cases.py`, `_providers.py`, `_peers.py`, `_timing.py`, `_memory.py`):
 
 - **Providers**: `reference` = the plain `fastpose.reference` functions differentiated by autograd
   (what one writes without fastpose); `reference-compiled` = the same under
@@ -625,7 +625,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.machine_name:
         import torch
 
-        from benchmarks._common import machine_name
+        from benchmarks._machine import machine_name
 
         print(machine_name("cuda" if torch.cuda.is_available() else "cpu"))
         return 0

@@ -1,10 +1,10 @@
 """soft_argmax_3d (volumetric heatmaps B x 18 x 64^3) and soft_argmax_2d (B x 18 x 64 x 64).
 
-Providers, modes, shapes and figures: see ``benchmarks/_common.py``; parametrised by
+Providers, modes, shapes and figures: see ``benchmarks/_cases.py`` and ``benchmarks/_providers.py``; parametrised by
 ``benchmarks/conftest.py`` from ``OPS``.
 """
 
-from benchmarks._common import BenchItem, run_item
+from benchmarks._runner import BenchItem, run_item
 
 OPS = ("soft_argmax_3d", "soft_argmax_2d")
 

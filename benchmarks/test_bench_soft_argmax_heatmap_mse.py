@@ -3,10 +3,10 @@ MSE from one read of the logits, one backward pass. Also swept over volume size 
 
 Issue targets measured here: CPU (2 threads, B=8) forward+backward >= 3x reference eager and peak
 memory <= 1/4 of the reference's; GPU (B=32) >= 80% of copy bandwidth over the bytes that must
-move and >= 5x reference eager. Providers, modes, shapes and figures: ``benchmarks/_common.py``.
+move and >= 5x reference eager. Providers, modes, shapes and figures: ``benchmarks/_cases.py`` and ``benchmarks/_providers.py``.
 """
 
-from benchmarks._common import BenchItem, run_item
+from benchmarks._runner import BenchItem, run_item
 
 OPS = ("soft_argmax_heatmap_mse_3d",)
 

@@ -31,8 +31,10 @@ from unittest import mock
 import torch
 
 import fastpose
-from benchmarks._common import _CudaEventTarget, bench_selection, peak_memory_bytes
-from benchmarks._common import bench_device as _device
+from benchmarks._memory import peak_memory_bytes
+from benchmarks._runner import bench_device as _device
+from benchmarks._runner import bench_selection
+from benchmarks._timing import CudaEventTarget
 from fastpose.models import SPGNet, spgnet_loss
 from fastpose.models import spgnet as smod
 from fastpose.ops import _dispatch
@@ -42,7 +44,7 @@ _OP = "reprojection_loss"
 
 
 def _quick(config) -> bool:
-    """The tiny/smoke pass unless real benchmarks were asked for (benchmarks._common.bench_selection)."""
+    """The tiny/smoke pass unless real benchmarks were asked for (benchmarks._runner.bench_selection)."""
     return bench_selection(config) == "tiny"
 
 
@@ -148,7 +150,7 @@ def test_bench_train_step(benchmark, spgnet_provider, request):
     once = time.perf_counter() - t0
     target, timer = step, None
     if device.type == "cuda":
-        timer = _CudaEventTarget(step, device)
+        timer = CudaEventTarget(step, device)
         target = timer
         rounds = int(min(50, max(5, 5.0 / max(once, 1e-6))))
     else:

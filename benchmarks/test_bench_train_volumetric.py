@@ -30,8 +30,10 @@ import torch
 
 import fastpose
 import fastpose.reference as R
-from benchmarks._common import _CudaEventTarget, bench_selection, peak_memory_bytes
-from benchmarks._common import bench_device as _device
+from benchmarks._memory import peak_memory_bytes
+from benchmarks._runner import bench_device as _device
+from benchmarks._runner import bench_selection
+from benchmarks._timing import CudaEventTarget
 from fastpose.models import volumetric as vmod
 from fastpose.models.volumetric import VolumetricConfig, VolumetricPoseNet
 from fastpose.ops import _dispatch
@@ -40,7 +42,7 @@ _OP = "soft_argmax_heatmap_mse_3d"
 
 
 def _quick(config) -> bool:
-    """The tiny/smoke pass unless real benchmarks were asked for (benchmarks._common.bench_selection)."""
+    """The tiny/smoke pass unless real benchmarks were asked for (benchmarks._runner.bench_selection)."""
     return bench_selection(config) == "tiny"
 
 
@@ -169,7 +171,7 @@ def test_bench_train_step(benchmark, train_provider, request):
     target = step
     timer = None
     if device.type == "cuda":
-        timer = _CudaEventTarget(step, device)
+        timer = CudaEventTarget(step, device)
         target = timer
         rounds = int(min(50, max(5, 5.0 / max(once, 1e-6))))
     else:

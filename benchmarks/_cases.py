@@ -1,0 +1,254 @@
+"""Benchmark cases: the shapes of every op (taken from the papers), their inputs, cotangents.
+
+Shapes:
+
+- volumetric (Tsai & Luo): B = 32 on a GPU (the paper's batch), B = 8 on the CPU (the CPU seed
+  shape of issue 3), J = 18, D = H = W = 64; the 2D heatmaps of the same model are J x 64 x 64;
+- lifting (SPGNet / VideoPose3D): 1024 windows x 243 frames x 17 joints;
+- sweeps (mode forward+backward only): volume edge 16..96 (3D ops), batch (fused head), frames per
+  window 1, 27, 81 (and the paper's 243: the receptive fields; T = 1 is the "1024 x 17 points" seed
+  shape of issue 3).
+
+Each op's inputs follow its public signature (``fastpose.ops.<op>(main, *args)``):
+:func:`make_inputs` returns the main input and the other positional arguments in that order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+import fastpose.reference as R
+
+__all__ = [
+    "CI_COMPILED",
+    "EDGE",
+    "IMAGE_OPS",
+    "J_VOLUMETRIC",
+    "LIFTING",
+    "MODES",
+    "PROJECTION_OPS",
+    "SIGMA",
+    "TINY",
+    "VOLUMETRIC_OPS",
+    "Case",
+    "as_tuple",
+    "cases_for",
+    "cotangents",
+    "make_inputs",
+    "output_shapes",
+    "volumetric_batch",
+]
+
+MODES = ("forward", "backward", "forward+backward")
+
+VOLUMETRIC_OPS = ("soft_argmax_3d", "heatmap_mse_3d", "soft_argmax_heatmap_mse_3d")
+IMAGE_OPS = ("soft_argmax_2d", "heatmap_mse_2d")
+PROJECTION_OPS = ("project_to_2d", "reprojection_loss")
+
+J_VOLUMETRIC = 18  # 17 Human3.6M joints + thorax (Tsai & Luo)
+EDGE = 64  # D = H = W = 64 volumetric heatmaps, 64 x 64 2D heatmaps
+LIFTING = {"N": 1024, "T": 243, "J": 17}  # SPGNet / VideoPose3D windows of 243 frames
+SIGMA = 2.0  # Gaussian target width in voxels (the usual volumetric-heatmap choice)
+
+# Tiny shapes for the CI correctness pass (odd sizes, as in tests/ops/_cases.py): each benchmark
+# runs once there, through the Triton interpreter too, so these must stay small.
+TINY = {
+    "volumetric": {"B": 2, "J": 3, "D": 5, "H": 6, "W": 7},
+    "image": {"B": 2, "J": 3, "H": 9, "W": 11},
+    "lifting": {"N": 3, "T": 4, "J": 17},
+}
+
+# The point the paper case already measures is not repeated (GPU 64^3 at B=32, CPU batch 8, T=243):
+# the report puts the paper case into the sweep tables and plots.
+SWEEP_EDGES = {"cuda": (16, 32, 48, 80, 96), "cpu": (16, 32, 64, 96)}
+SWEEP_VOLUME_BATCH = {"cuda": 32, "cpu": 2}  # B of the volume sweep (CPU: bounded memory and time)
+SWEEP_BATCHES = {"cuda": (1, 8, 64), "cpu": (1, 2, 4)}
+SWEEP_FRAMES = (1, 27, 81)
+
+# torch.compile of the reference on the CPU costs ~10-20 s per graph (inductor's C++ codegen):
+# the CI pass compiles exactly these (op, mode) pairs, at the tiny shape.
+CI_COMPILED = frozenset({("soft_argmax_heatmap_mse_3d", "forward+backward")})
+
+_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
+           "float64": torch.float64}
+
+
+def volumetric_batch(device: str) -> int:
+    """The paper batch on a GPU (32), the CPU seed batch (8) elsewhere."""
+    return 32 if device == "cuda" else 8
+
+
+
+@dataclass(frozen=True)
+class Case:
+    """One input configuration of one op.
+
+    ``kind``: ``tiny`` (CI), ``paper``, ``sweep-volume``, ``sweep-batch`` or ``sweep-frames``;
+    ``dims``: the sizes (B, J, D, H, W / B, J, H, W / N, T, J) as ``((name, size), ...)``.
+    """
+
+    op: str
+    kind: str
+    dims: tuple[tuple[str, int], ...]
+    dtype: str = "float32"
+    modes: tuple[str, ...] = MODES
+
+    @property
+    def size(self) -> dict[str, int]:
+        return dict(self.dims)
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return _DTYPES[self.dtype]
+
+    @property
+    def shape_label(self) -> str:
+        d = self.size
+        if "D" in d:
+            return f"B{d['B']}-J{d['J']}-{d['D']}x{d['H']}x{d['W']}"
+        if "H" in d:
+            return f"B{d['B']}-J{d['J']}-{d['H']}x{d['W']}"
+        return f"{d['N']}x{d['T']}x{d['J']}"
+
+    @property
+    def id(self) -> str:
+        return f"{self.kind}-{self.shape_label}-{self.dtype}"
+
+    @property
+    def sweep_value(self) -> int | None:
+        """The swept size: volume edge, batch or frames (None outside a sweep)."""
+        d = self.size
+        return {"sweep-volume": d.get("D"), "sweep-batch": d.get("B"),
+                "sweep-frames": d.get("T")}.get(self.kind)
+
+
+def _dims(**kw: int) -> tuple[tuple[str, int], ...]:
+    return tuple(kw.items())
+
+
+def cases_for(op: str, device: str, selection: str) -> list[Case]:
+    """The cases of ``op`` on ``device`` for ``selection``: ``tiny`` (CI), ``paper`` or ``all``
+    (paper shapes in every mode, then the sweeps in forward+backward)."""
+    fb = ("forward+backward",)
+    if selection == "tiny":
+        if op in VOLUMETRIC_OPS:
+            return [Case(op, "tiny", _dims(**TINY["volumetric"]))]
+        if op in IMAGE_OPS:
+            return [Case(op, "tiny", _dims(**TINY["image"]))]
+        return [Case(op, "tiny", _dims(**TINY["lifting"]))]
+    if selection not in ("paper", "all"):
+        raise ValueError(f"cases_for: selection must be 'tiny', 'paper' or 'all', got {selection!r}")
+    b = volumetric_batch(device)
+    out: list[Case] = []
+    if op in VOLUMETRIC_OPS:
+        out.append(Case(op, "paper", _dims(B=b, J=J_VOLUMETRIC, D=EDGE, H=EDGE, W=EDGE)))
+        if device == "cuda":  # mixed-precision training: bf16 logits, float32 accumulation
+            out.append(Case(op, "paper", _dims(B=b, J=J_VOLUMETRIC, D=EDGE, H=EDGE, W=EDGE), "bfloat16"))
+        if selection == "all":
+            bs = SWEEP_VOLUME_BATCH[_dev_key(device)]
+            out += [Case(op, "sweep-volume", _dims(B=bs, J=J_VOLUMETRIC, D=e, H=e, W=e), modes=fb)
+                    for e in SWEEP_EDGES[_dev_key(device)]]
+            if op == "soft_argmax_heatmap_mse_3d":
+                out += [Case(op, "sweep-batch", _dims(B=n, J=J_VOLUMETRIC, D=EDGE, H=EDGE, W=EDGE), modes=fb)
+                        for n in SWEEP_BATCHES[_dev_key(device)]]
+    elif op in IMAGE_OPS:
+        out.append(Case(op, "paper", _dims(B=b, J=J_VOLUMETRIC, H=EDGE, W=EDGE)))
+    elif op in PROJECTION_OPS:
+        out.append(Case(op, "paper", _dims(**LIFTING)))
+        if selection == "all":
+            out += [Case(op, "sweep-frames", _dims(N=LIFTING["N"], T=t, J=LIFTING["J"]), modes=fb)
+                    for t in SWEEP_FRAMES]
+    else:
+        raise ValueError(f"cases_for: unknown op {op!r}")
+    return out
+
+
+def _dev_key(device: str) -> str:
+    return "cuda" if device == "cuda" else "cpu"
+
+
+# ------------------------------------------------------------------------------------------------
+# Inputs
+# ------------------------------------------------------------------------------------------------
+def _h36m_cameras_normalised() -> torch.Tensor:
+    """(4, 9) normalised intrinsics of the four Human3.6M cameras (fastpose.camera's tables)."""
+    from fastpose.camera import h36m_cameras
+
+    return torch.stack([torch.from_numpy(c.intrinsics(normalized=True)) for c in h36m_cameras("S9")])
+
+
+def make_inputs(case: Case, device: str | torch.device, seed: int = 0) -> tuple[torch.Tensor, tuple]:
+    """(main input, the op's other positional arguments) for ``case`` on ``device``.
+
+    Main input in ``case.dtype``; secondary tensors (joints, weights, camera, keypoints) in float32
+    (float64 for float64 inputs), as the public ops pass them to backends. Values are realistic:
+    logits ~ N(0, 2^2), heatmaps in [0, 0.3) near Gaussian-target scale, joints anywhere inside the
+    volume (sub-voxel), points 2-6 m in front of a real Human3.6M camera, some beyond the clamp.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    dt = case.torch_dtype
+    sec = torch.float64 if dt == torch.float64 else torch.float32
+    d = case.size
+    op = case.op
+
+    def to(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        return t.to(device=device, dtype=dtype)
+
+    if op in VOLUMETRIC_OPS or op in IMAGE_OPS:
+        spatial = (d["D"], d["H"], d["W"]) if "D" in d else (d["H"], d["W"])
+        shape = (d["B"], d["J"], *spatial)
+        extent = torch.tensor([s - 1 for s in reversed(spatial)], dtype=torch.float64)  # (x, y[, z])
+        joints = torch.rand(d["B"], d["J"], len(spatial), generator=gen, dtype=torch.float64) * extent
+        weights = torch.rand(d["B"], d["J"], generator=gen, dtype=torch.float64) * 0.5 + 0.5
+        if op.startswith("heatmap_mse"):
+            x = torch.rand(shape, generator=gen) * 0.3
+            return to(x, dt), (to(joints, sec), SIGMA, to(weights, sec), "mean")
+        x = torch.randn(shape, generator=gen) * 2.0
+        if op == "soft_argmax_heatmap_mse_3d":
+            return to(x, dt), (to(joints, sec), SIGMA, to(weights, sec))
+        return to(x, dt), ()
+    if op in PROJECTION_OPS:
+        n, t, j = d["N"], d["T"], d["J"]
+        z = torch.rand(n, t, j, 1, generator=gen) * 4.0 + 2.0  # metres in front of the camera
+        xy = torch.randn(n, t, j, 2, generator=gen) * 0.35 * z  # |xy/z| > 1 for ~0.5% of points
+        points = torch.cat([xy, z], -1)
+        cams = _h36m_cameras_normalised()
+        camera = cams[torch.arange(n) % cams.shape[0]]  # (N, 9): one camera per window
+        if op == "project_to_2d":
+            return to(points, dt), (to(camera, sec),)
+        kp = R.project_to_2d(points, camera) + torch.randn(n, t, j, 2, generator=gen) * 0.02
+        return to(points, dt), (to(camera, sec), to(kp, sec), None)  # SPGNet's 2D MPJPE: unweighted
+    raise ValueError(f"make_inputs: unknown op {op!r}")
+
+
+def as_tuple(out) -> tuple[torch.Tensor, ...]:
+    return tuple(out) if isinstance(out, (tuple, list)) else (out,)
+
+
+def output_shapes(case: Case) -> list[tuple[int, ...]]:
+    """Shapes of the op's outputs for ``case`` (coordinates, losses, projections)."""
+    d = case.size
+    op = case.op
+    if op in ("soft_argmax_3d", "soft_argmax_2d"):
+        return [(d["B"], d["J"], 3 if "D" in d else 2)]
+    if op == "soft_argmax_heatmap_mse_3d":
+        return [(d["B"], d["J"], 3), ()]
+    if op in ("heatmap_mse_3d", "heatmap_mse_2d", "reprojection_loss"):
+        return [()]  # reduction "mean" / a scalar loss
+    if op == "project_to_2d":
+        return [(d["N"], d["T"], d["J"], 2)]
+    raise ValueError(f"output_shapes: unknown op {op!r}")
+
+
+def cotangents(case: Case, device: torch.device, dtype: torch.dtype, seed: int = 1) -> list[torch.Tensor]:
+    """Upstream gradients: random (drawn in float32, then cast, so every dtype sees the same
+    values up to rounding) for coordinates / projections, 1 for scalar losses."""
+    gen = torch.Generator().manual_seed(seed)
+    out = []
+    for shape in output_shapes(case):
+        c = torch.ones(()) if shape == () else torch.randn(shape, generator=gen)
+        out.append(c.to(device=device, dtype=dtype))
+    return out
+
