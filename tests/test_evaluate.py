@@ -22,10 +22,10 @@ def _rotation(deg):
 def test_protocols_see_what_they_should():
     gt = _poses(20, 0)
     rel = gt - gt[:, :1]
-    acc = ActionAccumulator()
-    acc.add("Walking", gt, gt)  # perfect
-    acc.add("Sitting 1", 1.2 * rel + gt[:, :1], gt)  # scaled about the root
-    acc.add("Posing", rel @ _rotation(30).T + [0.5, 0.0, 0.0], gt)  # rotated (and moved: root-relative)
+    acc = ActionAccumulator()  # VideoPose3D: the ground truth's root is zeroed, the prediction's kept
+    acc.add("Walking", rel, gt)  # perfect
+    acc.add("Sitting 1", 1.2 * rel, gt)  # scaled about the root
+    acc.add("Posing", rel @ _rotation(30).T + [0.5, 0.0, 0.0], gt)  # rotated and moved
     r = acc.report()
     assert r.per_action["Walking"] == pytest.approx({"mpjpe": 0.0, "p_mpjpe": 0.0, "n_mpjpe": 0.0, "mpjve": 0.0},
                                                     abs=1e-9)
@@ -40,9 +40,10 @@ def test_frame_weighted_within_actions_unweighted_across():
     acc = ActionAccumulator()
     gt_a, gt_b, gt_c = _poses(10, 1), _poses(30, 2), _poses(5, 3)
     shift = lambda p, d: p + np.concatenate([np.zeros((len(p), 1, 3)), np.full((len(p), 16, 3), d / np.sqrt(3))], 1)
-    acc.add("Eating", shift(gt_a, 0.01), gt_a)  # 10 frames at 16/17 * 10 mm
-    acc.add("Eating 2", shift(gt_b, 0.05), gt_b)  # 30 frames at 16/17 * 50 mm
-    acc.add("Smoking", shift(gt_c, 0.10), gt_c)
+    rel = lambda p: p - p[:, :1]  # a lifter's output: root-relative
+    acc.add("Eating", shift(rel(gt_a), 0.01), gt_a)  # 10 frames at 16/17 * 10 mm
+    acc.add("Eating 2", shift(rel(gt_b), 0.05), gt_b)  # 30 frames at 16/17 * 50 mm
+    acc.add("Smoking", shift(rel(gt_c), 0.10), gt_c)
     r = acc.report()
     eat = (10 * 10 + 30 * 50) / 40 * 16 / 17
     assert r.per_action["Eating"]["mpjpe"] == pytest.approx(eat)
@@ -52,7 +53,7 @@ def test_frame_weighted_within_actions_unweighted_across():
 
 def test_velocity_error_uses_frame_differences():
     gt = _poses(12, 4)
-    drift = gt.copy()
+    drift = gt - gt[:, :1]
     drift[:, 1:] += np.arange(12)[:, None, None] * np.array([0.001, 0.0, 0.0])  # 1 mm/frame on 16 joints
     acc = ActionAccumulator()
     acc.add("Greeting", drift, gt)
@@ -70,11 +71,12 @@ def test_table_markdown_and_json(tmp_path):
     assert r.actions == ["Directions", "Photo", "Walking", "WalkTogether"]  # paper column order
     table = r.table().splitlines()
     assert table[0].split() == ["Dir.", "Photo", "Walk", "WalkT.", "Avg"]
-    assert [line.split("  ")[0] for line in table[2:]] == ["Protocol #1 MPJPE", "Protocol #2 P-MPJPE",
-                                                          "Protocol #3 N-MPJPE", "MPJVE"]
+    assert [line.split("  ")[0] for line in table[2:6]] == ["Protocol #1 MPJPE", "Protocol #2 P-MPJPE",
+                                                           "Protocol #3 N-MPJPE", "MPJVE"]
+    assert "VideoPose3D protocol: ground-truth root zeroed, predicted root kept" in table[6]
     pj, pm = r.save(tmp_path)
     data = json.loads(pj.read_text())
-    assert data["units"] == "mm" and data["meta"] == {"model": "test"}
+    assert data["units"] == "mm" and data["meta"] == {"model": "test"} and data["protocol"] == "videopose3d"
     assert data["mean_over_actions"]["mpjpe"] == pytest.approx(r.mean["mpjpe"])
     assert set(data["per_action"]) == set(r.actions) and data["per_action"]["Photo"]["frames"] == 8
     md = pm.read_text()
@@ -87,11 +89,14 @@ def test_evaluate_sequences_and_joint_subset():
             self.action, self.positions_3d = action, _poses(6, seed)
 
     seqs = [Seq("Waiting", 20), Seq("Waiting 1", 21)]
-    r = evaluate_sequences(seqs, lambda s: s.positions_3d + 0.002)  # root-relative: a shift is no error
+    # root-aligned: a shift is no error; VideoPose3D's protocol keeps the predicted root
+    r = evaluate_sequences(seqs, lambda s: s.positions_3d + 0.002, protocol="root-aligned")
     assert r.per_action["Waiting"]["mpjpe"] < 1e-9
+    r = evaluate_sequences(seqs, lambda s: s.positions_3d - s.positions_3d[:, :1] + 0.002)
+    assert r.per_action["Waiting"]["mpjpe"] == pytest.approx(2 * np.sqrt(3), rel=1e-9)
     acc = ActionAccumulator(joints=range(16))
     gt = _poses(4, 22)
-    pred = gt.copy()
+    pred = gt - gt[:, :1]
     pred[:, 16] += 1.0  # only the excluded joint is wrong
     acc.add("Waiting", pred, gt)
     assert acc.report().per_action["Waiting"]["mpjpe"] < 1e-9
@@ -103,3 +108,139 @@ def test_errors():
     with pytest.raises(ValueError, match="nothing was added"):
         ActionAccumulator().report()
     assert isinstance(EvaluationReport({}, {}).mean, dict)
+
+
+# ---------------------------------------------------------------------------------------------
+# An independent restatement of VideoPose3D's evaluation (common/loss.py + run.py evaluate()),
+# written from the published formulas in NumPy: one "batch" per video, weights T per video.
+# ---------------------------------------------------------------------------------------------
+def _vp3d_mpjpe(pred, gt):
+    return np.linalg.norm(pred - gt, axis=-1).mean()
+
+
+def _vp3d_n_mpjpe(pred, gt):
+    # scale per frame: mean_j <p_j, p_j> and mean_j <g_j, p_j>
+    norm_pred = np.mean(np.sum(pred**2, axis=-1, keepdims=True), axis=-2, keepdims=True)
+    norm_tgt = np.mean(np.sum(gt * pred, axis=-1, keepdims=True), axis=-2, keepdims=True)
+    return _vp3d_mpjpe(norm_tgt / norm_pred * pred, gt)
+
+
+def _vp3d_p_mpjpe(pred, gt):
+    out = []
+    for p, g in zip(pred, gt, strict=True):  # frame by frame, (J, 3)
+        mx, my = g.mean(0), p.mean(0)
+        x0, y0 = g - mx, p - my
+        nx, ny = np.sqrt((x0**2).sum()), np.sqrt((y0**2).sum())
+        x0, y0 = x0 / nx, y0 / ny
+        u, s, vt = np.linalg.svd(x0.T @ y0)
+        v = vt.T
+        r = v @ u.T
+        if np.linalg.det(r) < 0:  # no reflection: flip the last singular direction
+            v[:, -1] *= -1
+            s[-1] *= -1
+            r = v @ u.T
+        a = s.sum() * nx / ny
+        aligned = a * (p @ r) + (mx - a * (my @ r))
+        out.append(np.linalg.norm(aligned - g, axis=-1).mean())
+    return float(np.mean(out))
+
+
+def _vp3d_velocity(pred, gt):
+    return np.linalg.norm(np.diff(pred, axis=0) - np.diff(gt, axis=0), axis=-1).mean()
+
+
+def _vp3d_evaluate(videos):
+    """videos: {action_key: [(pred (T, J, 3), gt (T, J, 3) with its root)]} -> per-action and mean (mm)."""
+    per_action = {}
+    for action, vids in videos.items():
+        e1 = e2 = e3 = ev = 0.0
+        n = 0
+        for pred, gt in vids:
+            gt = gt - gt[:, :1]  # inputs_3d[:, :, 0] = 0 on the root-relative data; pred untouched
+            T = gt.shape[0]
+            e1 += T * _vp3d_mpjpe(pred, gt)
+            e2 += T * _vp3d_p_mpjpe(pred, gt)
+            e3 += T * _vp3d_n_mpjpe(pred, gt)
+            ev += T * _vp3d_velocity(pred, gt)
+            n += T
+        per_action[action] = {"mpjpe": 1000 * e1 / n, "p_mpjpe": 1000 * e2 / n, "n_mpjpe": 1000 * e3 / n,
+                              "mpjve": 1000 * ev / n}
+    mean = {m: float(np.mean([v[m] for v in per_action.values()])) for m in ("mpjpe", "p_mpjpe", "n_mpjpe", "mpjve")}
+    return per_action, mean
+
+
+def _walk(T, seed):
+    """A moving body (T, 17, 3) in metres, camera frame: smooth joint tracks around a 5 m deep root."""
+    rng = np.random.default_rng(seed)
+    body = rng.normal(scale=0.25, size=(17, 3))
+    body[0] = 0.0
+    t = np.arange(T)[:, None, None]
+    wobble = 0.05 * np.sin(0.2 * t + rng.uniform(0, 6, size=(1, 17, 3)))
+    root = np.array([0.0, 0.0, 5.0]) + 0.01 * t * np.array([1.0, 0.0, 0.2])
+    return body[None] + wobble + root
+
+
+def test_default_is_videopose3d_and_root_aligned_differs():
+    """1 cm noise on the predicted root over 50 frames: the default matches the VideoPose3D
+    restatement to 1e-4 mm; root-aligned evaluation gives other MPJPE/N-MPJPE/MPJVE."""
+    rng = np.random.default_rng(7)
+    gt = _walk(50, 1)
+    pred = gt - gt[:, :1] + rng.normal(scale=0.02, size=gt.shape)  # a lifter's root-relative output
+    pred[:, 0] = rng.normal(scale=0.01, size=(50, 3))  # its root, 1 cm of noise around 0
+    acc = ActionAccumulator()
+    acc.add("Walking", pred, gt)
+    default = acc.report()
+    ref_action, ref_mean = _vp3d_evaluate({"Walking": [(pred, gt)]})
+    for m in ("mpjpe", "p_mpjpe", "n_mpjpe", "mpjve"):
+        assert default.per_action["Walking"][m] == pytest.approx(ref_action["Walking"][m], abs=1e-4)
+        assert default.mean[m] == pytest.approx(ref_mean[m], abs=1e-4)
+    aligned = evaluate_sequences([_Seq("Walking", pred, gt)], lambda s: s.pred, protocol="root-aligned").per_action
+    for m in ("mpjpe", "n_mpjpe", "mpjve"):  # the predicted root's noise now moves every joint
+        assert abs(aligned["Walking"][m] - default.per_action["Walking"][m]) > 0.5, m
+    assert aligned["Walking"]["p_mpjpe"] == pytest.approx(default.per_action["Walking"]["p_mpjpe"], abs=1e-6)
+    # root-aligned = the VideoPose3D arithmetic on root-subtracted predictions
+    ra_action, _ = _vp3d_evaluate({"Walking": [(pred - pred[:, :1], gt)]})
+    for m in ("mpjpe", "p_mpjpe", "n_mpjpe", "mpjve"):
+        assert aligned["Walking"][m] == pytest.approx(ra_action["Walking"][m], abs=1e-4)
+
+
+class _Seq:
+    def __init__(self, action, pred, gt, subject="S9", camera=0, name=""):
+        self.action, self.pred, self.positions_3d = action, pred, gt
+        self.subject, self.camera_index, self.name = subject, camera, name
+
+
+def test_videos_of_different_lengths_weighted_by_frames():
+    """An action that merges videos of 10 and 40 frames: every metric, MPJVE included, weights
+    each video by its T frames (VideoPose3D), not by its T - 1 frame pairs."""
+    rng = np.random.default_rng(3)
+    videos = {"Walking": [], "Eating": []}
+    for action, lengths, noise in (("Walking", (10, 40), (0.002, 0.03)), ("Eating", (25,), (0.01,))):
+        for T, s in zip(lengths, noise, strict=True):
+            gt = _walk(T, T)
+            pred = gt - gt[:, :1] + rng.normal(scale=s, size=gt.shape)
+            videos[action].append((pred, gt))
+    seqs = [_Seq(a if i == 0 else f"{a} 1", p, g, camera=i) for a, vids in videos.items()
+            for i, (p, g) in enumerate(vids)]
+    report = evaluate_sequences(seqs, lambda s: s.pred)
+    ref_action, ref_mean = _vp3d_evaluate(videos)
+    for a in videos:
+        for m in ("mpjpe", "p_mpjpe", "n_mpjpe", "mpjve"):
+            assert report.per_action[a][m] == pytest.approx(ref_action[a][m], abs=1e-4), (a, m)
+    assert report.mean["mpjve"] == pytest.approx(ref_mean["mpjve"], abs=1e-4)
+    # the T - 1 weighting would differ measurably here
+    (p1, g1), (p2, g2) = videos["Walking"]
+    v1, v2 = (1000 * _vp3d_velocity(p, g - g[:, :1]) for p, g in ((p1, g1), (p2, g2)))
+    pairs = (9 * v1 + 39 * v2) / 48
+    assert abs(report.per_action["Walking"]["mpjve"] - pairs) > 0.1
+    assert report.frames == {"Walking": 50, "Eating": 25}
+
+
+def test_single_frame_video_has_no_velocity():
+    gt = _walk(5, 2)
+    acc = ActionAccumulator()
+    acc.add("Walking", gt[:1] - gt[:1, :1] + 0.01, gt[:1])  # one frame: no velocity
+    acc.add("Walking 1", gt - gt[:, :1], gt)  # perfect
+    r = acc.report()
+    assert r.per_action["Walking"]["mpjve"] == pytest.approx(0.0, abs=1e-9)  # not NaN, not diluted
+    assert r.per_action["Walking"]["mpjpe"] == pytest.approx(10 * np.sqrt(3) / 6, rel=1e-9)  # 1 of 6 frames off
