@@ -1,4 +1,4 @@
-"""The Human3.6M 17-joint skeleton: joint names, parents, left/right sides and horizontal flip.
+"""The Human3.6M 17-joint skeleton: joint names, parents, left/right sides, horizontal flip and handedness.
 
 Joint order (the order VideoPose3D keeps after removing 15 of the 32 motion-capture joints)::
 
@@ -28,6 +28,7 @@ __all__ = [
     "H36M_SKELETON",
     "Skeleton",
     "canonical_action",
+    "chirality",
 ]
 
 Array = TypeVar("Array", np.ndarray, torch.Tensor)
@@ -159,3 +160,59 @@ class Skeleton:
 
 
 H36M_SKELETON = Skeleton(H36M_JOINT_NAMES, H36M_PARENTS, H36M_JOINTS_LEFT, H36M_JOINTS_RIGHT)
+
+
+# --------------------------------------------------------------------------------------------
+# handedness
+# --------------------------------------------------------------------------------------------
+_KNEE_BEND_MIN = 0.05  # knee offset / thigh length below which a frame casts no vote (~6 deg of flexion)
+
+
+def chirality(poses, *, per_frame: bool = False, up_axis: int = 2):
+    """Handedness of 3D poses in a right-handed world frame: +1 real people, -1 mirror images.
+
+    poses: (T, 17, 3) or (..., T, 17, 3) world-frame positions in the Human3.6M joint order, any
+    unit (metres or millimetres), ``up_axis`` the vertical axis (2: Z up, as the Human3.6M world
+    and the CMU set). NumPy array or torch tensor.
+
+    Per frame, with ``a = (l_hip - r_hip) + (l_shoulder - r_shoulder)`` the body's left-pointing
+    axis *as labelled* and ``u`` the up vector, ``a x u`` points forward for a real person (in a
+    right-handed frame, left x up = forward). The forward direction is measured independently of
+    the labels from the knees, a hinge that only bends forward: ``k`` is the sum over both legs of
+    the knee's offset from the hip-ankle line (labels do not matter in the sum). The frame's value
+    is ``sign((a x u) . k)``, or 0 when the knees are nearly straight (offset under 5 % of the
+    thigh length, i.e. less than about 6 degrees of flexion, where the sign is noise).
+    Swapping the left/right labels flips ``a``; mirroring the world (negating one axis) flips the
+    triple product; doing both (:meth:`Skeleton.flip`) keeps +1.
+
+    Returns, with ``per_frame=False`` (default), the majority vote over the frames: an ``int``
+    for a (T, 17, 3) input, an int64 array (...) otherwise (NumPy for both input kinds); 0 when
+    no frame has bent knees. With ``per_frame=True``: float array (..., T) of -1/0/+1.
+    """
+    if isinstance(poses, torch.Tensor):
+        poses = poses.detach().cpu().numpy()
+    if not isinstance(poses, np.ndarray):
+        raise TypeError(f"chirality: poses must be a numpy array or torch tensor, got {type(poses).__name__}")
+    if poses.ndim < 3 or poses.shape[-2:] != (17, 3):
+        raise ValueError(f"chirality: poses must have shape (T, 17, 3) or (..., T, 17, 3), got {tuple(poses.shape)}")
+    if up_axis not in (0, 1, 2):
+        raise ValueError(f"chirality: up_axis must be 0, 1 or 2, got {up_axis!r}")
+    p = poses.astype(np.float64)
+    left = (p[..., 4, :] - p[..., 1, :]) + (p[..., 11, :] - p[..., 14, :])  # (..., T, 3)
+    up = np.zeros(3)
+    up[up_axis] = 1.0
+    labelled_forward = np.cross(left, up)  # (..., T, 3)
+    bend = np.zeros_like(left)
+    thigh = np.zeros(left.shape[:-1])
+    for hip, knee, ankle in ((1, 2, 3), (4, 5, 6)):
+        hk, ha = p[..., knee, :] - p[..., hip, :], p[..., ankle, :] - p[..., hip, :]
+        along = (hk * ha).sum(-1, keepdims=True) / np.maximum((ha * ha).sum(-1, keepdims=True), 1e-12)
+        bend += hk - along * ha  # knee offset perpendicular to the hip-ankle line
+        thigh += 0.5 * np.linalg.norm(hk, axis=-1)
+    norm = np.linalg.norm(labelled_forward, axis=-1) * thigh
+    score = (labelled_forward * bend).sum(-1) / np.maximum(norm, 1e-12)  # (..., T)
+    votes = np.where(np.abs(score) > _KNEE_BEND_MIN, np.sign(score), 0.0)
+    if per_frame:
+        return votes
+    out = np.sign(votes.sum(-1)).astype(np.int64)
+    return int(out) if out.ndim == 0 else out

@@ -26,6 +26,7 @@ non-finite values, a subject or action missing from one of the two files) raises
 from __future__ import annotations
 
 import pickle
+import warnings
 import zipfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -34,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from ..camera import H36M_SUBJECTS, h36m_cameras, normalize_screen_coordinates
-from ..skeleton import H36M_KEPT_FROM_32, canonical_action
+from ..skeleton import H36M_KEPT_FROM_32, canonical_action, chirality
 
 __all__ = [
     "DataError",
@@ -46,6 +47,7 @@ __all__ = [
     "load_h36m",
     "read_positions_2d",
     "read_positions_3d",
+    "warn_if_mirrored",
 ]
 
 TRAIN_SUBJECTS: tuple[str, ...] = ("S1", "S5", "S6", "S7", "S8")
@@ -63,7 +65,9 @@ class PoseSequence:
 
     keypoints_2d (T, 17, 2) float32 normalised screen coordinates; positions_3d (T, 17, 3)
     float32 camera frame, metres; camera (9,) float32 normalised intrinsics
-    ``(fx, fy, cx, cy, k1, k2, k3, p_a, p_b)``; res = (width, height) in pixels.
+    ``(fx, fy, cx, cy, k1, k2, k3, p_a, p_b)``; res = (width, height) in pixels. ``action`` is
+    the table column (Human3.6M: ``"Walking 1"``; motion files: a coarse category such as
+    ``"Walk"``), ``name`` the sequence's own name (Human3.6M: the action; motion files: the key).
     """
 
     subject: str
@@ -73,6 +77,11 @@ class PoseSequence:
     positions_3d: np.ndarray
     camera: np.ndarray
     res: tuple[int, int]
+    name: str = ""  # the sequence's own name (CMU: its key); defaults to ``action``
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            self.name = self.action
 
     @property
     def action_group(self) -> str:
@@ -120,7 +129,30 @@ def read_positions_3d(path: str | Path) -> dict[str, dict[str, np.ndarray]]:
             if arr.shape[1] == 32:
                 arr = arr[:, list(H36M_KEPT_FROM_32)]
             out[subject][action] = np.ascontiguousarray(arr, dtype=np.float32)
+        warn_if_mirrored(list(out[subject].values()), f"{path}: subject {subject!r}")
     return out
+
+
+def warn_if_mirrored(sequences: Iterable[np.ndarray], where: str) -> int:
+    """Warn (``UserWarning``) when world-frame motion (T, 17, 3), Z up, looks like mirror images.
+
+    The vote of :func:`fastpose.skeleton.chirality` over all frames of ``sequences``; returns
+    it (+1 real people, -1 mirrored, 0 undecided). A mirrored training set teaches a lifter to
+    put left joints on the right of real people (twice the error on real motion).
+    """
+    votes = [chirality(np.asarray(seq), per_frame=True) for seq in sequences if len(seq)]
+    sign = int(np.sign(sum(float(v.sum()) for v in votes))) if votes else 0
+    if sign < 0:
+        warnings.warn(
+            f"{where}: the 3D poses look mirrored (fastpose.skeleton.chirality = -1: the l_* joints are on "
+            "the anatomical right in a right-handed Z-up world frame). Either the left/right joints are "
+            "swapped or the world frame is left-handed; fix the data (swap the joints with "
+            "fastpose.skeleton.H36M_SKELETON.flip_permutation, or negate one horizontal axis) before "
+            "training or evaluating on it.",
+            UserWarning,
+            stacklevel=3,
+        )
+    return sign
 
 
 def read_positions_2d(path: str | Path) -> tuple[dict[str, dict[str, list[np.ndarray]]], dict]:

@@ -74,22 +74,24 @@ _BONE_MM = {
     "upper_arm": 278.9,  # shoulder -> elbow
     "forearm": 251.7,  # elbow -> wrist
 }
-# joint -> (bone name, rest direction in the parent's frame: x = subject's left, y = forward, z = up)
+# joint -> (bone name, rest direction in the parent's frame: x = subject's right, y = forward, z = up).
+# x = right, y = forward, z = up is a right-handed frame with the body the right way round
+# (right = forward x up); with x = left the generator built mirror images of people.
 _REST = {
-    1: ("hip", (-1.0, 0.0, -0.05)),
+    1: ("hip", (1.0, 0.0, -0.05)),
     2: ("thigh", (0.0, 0.0, -1.0)),
     3: ("shin", (0.0, 0.0, -1.0)),
-    4: ("hip", (1.0, 0.0, -0.05)),
+    4: ("hip", (-1.0, 0.0, -0.05)),
     5: ("thigh", (0.0, 0.0, -1.0)),
     6: ("shin", (0.0, 0.0, -1.0)),
     7: ("lower_spine", (0.0, 0.05, 1.0)),
     8: ("upper_spine", (0.0, 0.0, 1.0)),
     9: ("neck", (0.0, 0.25, 1.0)),
     10: ("head", (0.0, 0.1, 1.0)),
-    11: ("clavicle", (1.0, 0.0, -0.1)),
+    11: ("clavicle", (-1.0, 0.0, -0.1)),
     12: ("upper_arm", (0.0, 0.0, -1.0)),
     13: ("forearm", (0.0, 0.0, -1.0)),
-    14: ("clavicle", (-1.0, 0.0, -0.1)),
+    14: ("clavicle", (1.0, 0.0, -0.1)),
     15: ("upper_arm", (0.0, 0.0, -1.0)),
     16: ("forearm", (0.0, 0.0, -1.0)),
 }
@@ -471,25 +473,31 @@ def _rz(a):
 def _local_rotations(r: dict[str, np.ndarray], yaw: np.ndarray) -> np.ndarray:
     """Local rotation of every joint (17, n, 3, 3) from the angle tracks (radians).
 
-    Body frame: x = subject's left, y = forward, z = up. Each joint's rotation acts on the
-    bones of its children: L = R_y(abduction) R_x(flexion) R_z(twist), with signs chosen so
-    that positive angles mean what :data:`JOINT_LIMITS` says, mirrored between the sides.
-    The hips compensate the pelvis tilt, so ``leg_flex`` is measured from the vertical.
+    Body frame: x = subject's right, y = forward, z = up (right-handed, a real person: see
+    :func:`fastpose.skeleton.chirality`). Each joint's rotation acts on the bones of its
+    children: L = R_y(abduction) R_x(flexion) R_z(twist), with signs chosen so that positive
+    angles mean what :data:`JOINT_LIMITS` says, mirrored between the sides. R_x(+a) turns
+    -z (down) toward +y (forward), R_y(+a) turns -z toward -x (the subject's left), R_z(+a)
+    turns +y toward -x (a turn to the left). The hips compensate the pelvis tilt, so
+    ``leg_flex`` is measured from the vertical. Positive ``roll`` and ``*_lat`` lean the trunk
+    toward the subject's right, positive ``*_twist`` turns it to the left (the limits of these
+    central angles are symmetric, so the choice of sign does not change the motion statistics).
     """
     n = yaw.shape[0]
     eye = np.broadcast_to(np.eye(3), (n, 3, 3))
     out = np.empty((17, n, 3, 3))
     out[:] = eye
     out[0] = _rz(yaw) @ _rx(-r["pitch"]) @ _ry(r["roll"])
-    for side, hip, knee, sign in (("r", 1, 2, 1.0), ("l", 4, 5, -1.0)):
-        # R_y(+b) swings a downward leg toward -x (the right side), R_y(-b) toward +x (left).
+    for side, hip, knee, sign in (("r", 1, 2, -1.0), ("l", 4, 5, 1.0)):
+        # R_y(-b) swings a downward leg toward +x (the right side), R_y(+b) toward -x (left);
+        # twist: positive turns the toes outward on both sides.
         out[hip] = (_ry(sign * r[f"{side}_hip_abd"]) @ _rx(r[f"{side}_leg_flex"] + r["pitch"])
                     @ _rz(-sign * r[f"{side}_hip_twist"]))
         out[knee] = _rx(-r[f"{side}_knee"])  # the shin folds backward
     out[7] = _ry(r["spine_lat"]) @ _rx(-r["spine_flex"]) @ _rz(r["spine_twist"])
     out[8] = _ry(r["thorax_lat"]) @ _rx(-r["thorax_flex"]) @ _rz(r["thorax_twist"])
     out[9] = _ry(r["neck_lat"]) @ _rx(-r["neck_flex"])
-    for side, shoulder, elbow, sign in (("r", 14, 15, 1.0), ("l", 11, 12, -1.0)):
+    for side, shoulder, elbow, sign in (("r", 14, 15, -1.0), ("l", 11, 12, 1.0)):
         out[shoulder] = (_ry(sign * r[f"{side}_sh_abd"]) @ _rx(r[f"{side}_sh_flex"])
                          @ _rz(-sign * r[f"{side}_sh_twist"]))
         out[elbow] = _rx(r[f"{side}_elbow"])  # the forearm folds forward

@@ -117,3 +117,27 @@ def test_malformed_2d_files(data, tmp_path):
     np.savez(tmp_path / "data_2d_h36m_gt.npz", positions_2d=_object(pos2d))
     with pytest.raises(DataError, match="missing key 'metadata'"):
         load_h36m(tmp_path, subjects=("S1", "S11"))
+
+
+def test_mirrored_3d_file_warns_naming_file_and_subject(data, tmp_path):
+    """A data set whose people are mirror images (x -> -x in the world) is flagged per subject."""
+    import warnings
+
+    from fastpose.data import SyntheticData
+    from fastpose.data.h36m import read_positions_3d
+
+    p3d = {s: dict(acts) for s, acts in data.positions_3d.items()}
+    p3d["S1"] = {a: arr * np.array([-1.0, 1.0, 1.0], dtype=np.float32) for a, arr in p3d["S1"].items()}
+    write_synthetic(SyntheticData(p3d, data.positions_2d), tmp_path)
+    with pytest.warns(UserWarning, match=r"data_3d_h36m\.npz: subject 'S1'.*look mirrored.*chirality = -1") as rec:
+        read_positions_3d(tmp_path / "data_3d_h36m.npz")
+    assert not any("'S11'" in str(w.message) for w in rec)  # the real-handed subject is not flagged
+    write_synthetic(data, tmp_path)  # the generator's own people: no warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        read_positions_3d(tmp_path / "data_3d_h36m.npz")
+
+
+def test_pose_sequence_name_defaults_to_action(folder):
+    seqs = load_h36m(folder, "gt", ["S1"])
+    assert all(s.name == s.action for s in seqs)
