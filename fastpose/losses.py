@@ -87,11 +87,15 @@ def _check_reduction(fn: str, reduction: str) -> None:
 
 
 def _norm(e: torch.Tensor) -> torch.Tensor:
-    """|e|_2 over the last dim, (..., C) -> (...), with gradient 0 (not NaN) where e = 0."""
+    """|e|_2 over the last dim, (..., C) -> (...), with gradient 0 (not NaN) where e = 0.
+
+    A NaN anywhere in e gives NaN (not 0): a diverged prediction must show as NaN, never as a
+    perfect score.
+    """
     sq = (e * e).sum(dim=-1)  # (...)
-    pos = sq > 0  # (...)
+    pos = sq > 0  # (...) False for 0 and for NaN
     safe = torch.where(pos, sq, torch.ones_like(sq))  # (...) the sqrt never sees 0
-    return torch.where(pos, torch.sqrt(safe), torch.zeros_like(sq))  # (...)
+    return torch.where(pos, torch.sqrt(safe), sq)  # (...) sq is 0 (gradient 0) or NaN there
 
 
 def _mean(x: torch.Tensor) -> torch.Tensor:
@@ -161,7 +165,8 @@ def weighted_mpjpe(
 
 
 def _similarity_align(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Best similarity transform of ``predicted`` onto ``target`` (both (..., J, C), one dtype).
+    """Best similarity transform of ``predicted`` onto ``target`` (both (..., J, C), one dtype,
+    finite).
 
     Minimises |a Y R + t - X|_F over scale a, rotation R (det +1) and translation t, with
     X = target and Y = predicted as row vectors (Umeyama / orthogonal Procrustes)::
@@ -170,24 +175,45 @@ def _similarity_align(predicted: torch.Tensor, target: torch.Tensor) -> torch.Te
         H  = Y0^T X0 = U diag(S) Vh                          (..., C, C)
         d  = sign det(U Vh)     (-1: the unconstrained optimum is a reflection)
         R  = U diag(1, .., 1, d) Vh                          fix the last singular vector
-        a  = (S_1 + .. + d S_C) / |Y0|_F^2
+        a  = tr(R^T H) / |Y0|_F^2  (= (S_1 + .. + d S_C) / |Y0|_F^2; 0 for a collapsed Y)
         aligned = a Y0 R + mean_j X
+
+    Degenerate poses (Y or X collapsed to a point, collinear, any repeated singular value of H)
+    have a well-defined aligned pose but no unique R, and the SVD's backward divides by
+    S_i^2 - S_j^2. For those poses R is taken from the SVD without gradient (any optimal R gives
+    the same aligned pose), so the gradient stays finite; elsewhere the SVD is differentiated as
+    usual. ``a`` is written as tr(R^T H) / |Y0|^2, whose gradient in H is R by Danskin's theorem
+    whether or not R carries a gradient.
     """
     mu_x = target.mean(dim=-2, keepdim=True)  # (..., 1, C)
     mu_y = predicted.mean(dim=-2, keepdim=True)  # (..., 1, C)
     x0 = target - mu_x  # (..., J, C)
     y0 = predicted - mu_y  # (..., J, C)
     h = y0.transpose(-1, -2) @ x0  # (..., C, C)
-    u, s, vh = torch.linalg.svd(h, full_matrices=False)  # (..., C, C), (..., C), (..., C, C)
-    det = torch.linalg.det(u @ vh)  # (...) +1 or -1 (the product of two orthogonal matrices)
+    c = h.shape[-1]
+    eps = torch.finfo(h.dtype).eps
+    with torch.no_grad():
+        s0 = torch.linalg.svdvals(h)  # (..., C) descending
+        s2 = s0 * s0
+        gap_tol = eps**0.5 * s2[..., :1]  # (..., 1) relative tie tolerance of the squared values
+        ties = (s2[..., :-1] - s2[..., 1:] <= gap_tol).any(dim=-1)  # (...) empty for C = 1: False
+        degenerate = ties | (s0[..., 0] == 0)  # (...)
+    # the SVD sees a detached H where it is degenerate: its backward (NaN/inf there) is masked
+    # out by the torch.where below, which never lets a non-finite gradient reach H
+    h_in = torch.where(degenerate[..., None, None], h.detach(), h)  # (..., C, C)
+    u, _, vh = torch.linalg.svd(h_in, full_matrices=False)  # (..., C, C), (..., C, C)
+    det = torch.linalg.det(u @ vh).detach()  # (...) +1 or -1 (the product of two orthogonal matrices)
     d = torch.where(det < 0, -torch.ones_like(det), torch.ones_like(det))  # (...)
-    c = s.shape[-1]
-    flip = torch.ones_like(s)  # (..., C) diag(1, .., 1, d)
-    flip = torch.cat([flip[..., : c - 1], d.unsqueeze(-1)], dim=-1)  # (..., C)
+    flip = torch.cat([torch.ones_like(d).unsqueeze(-1).expand(*d.shape, c - 1), d.unsqueeze(-1)], dim=-1)  # (..., C)
     rot = (u * flip.unsqueeze(-2)) @ vh  # (..., C, C) U diag(flip) Vh, det +1
+    num = (rot * h).sum(dim=(-2, -1))  # (...) tr(R^T H) = S_1 + .. + d S_C
     norm_y2 = (y0 * y0).sum(dim=(-2, -1))  # (...) |Y0|_F^2
-    tiny = torch.finfo(norm_y2.dtype).tiny
-    scale = (s * flip).sum(dim=-1) / norm_y2.clamp_min(tiny)  # (...) a (0 for a collapsed pose)
+    norm_x2 = (x0 * x0).sum(dim=(-2, -1))  # (...) |X0|_F^2
+    # a prediction collapsed to a point (|Y0| below eps * |X0|, or 0) gets scale 0: its aligned
+    # pose is the target's centroid, and dividing by ~0 would give an infinite gradient
+    collapsed = norm_y2 <= (eps * eps) * norm_x2.detach() + torch.finfo(h.dtype).tiny  # (...)
+    den = torch.where(collapsed, torch.ones_like(norm_y2), norm_y2)  # (...)
+    scale = torch.where(collapsed, torch.zeros_like(num), num / den)  # (...) a
     return scale[..., None, None] * (y0 @ rot) + mu_x  # (..., J, C)
 
 
@@ -196,8 +222,14 @@ def p_mpjpe(predicted: torch.Tensor, target: torch.Tensor, reduction: str = "mea
     (Protocol #2): scale, rotation and translation, no reflection.
 
     predicted, target (..., J, C) (C = 3 normally; any C >= 1 works). Batched with
-    ``torch.linalg.svd`` on the tensors' device; differentiable (away from degenerate poses with
-    repeated singular values) and usable in float64. Returns () for "mean", (...) for "none".
+    ``torch.linalg.svd`` on the tensors' device; differentiable and usable in float64.
+
+    Never raises on bad values: a pose with a NaN or infinite coordinate (in the prediction or
+    its target) scores NaN (the other poses are unaffected with ``reduction="none"``); a finite
+    degenerate prediction (all joints at one point, collinear joints, zero scale) gets its
+    exact aligned error and a finite gradient (see :func:`_similarity_align`). A diverged model
+    therefore shows as NaN in an evaluation instead of stopping it with ``LinAlgError``.
+    Returns () for "mean", (...) for "none".
     """
     _check_pair("p_mpjpe", predicted, target)
     _check_reduction("p_mpjpe", reduction)
@@ -206,7 +238,12 @@ def p_mpjpe(predicted: torch.Tensor, target: torch.Tensor, reduction: str = "mea
     if pred.shape[:-2].numel() == 0 or pred.shape[-2] == 0:
         err = _norm(pred - tgt)  # (..., J) empty: nothing to align
     else:
-        err = _norm(_similarity_align(pred, tgt) - tgt)  # (..., J)
+        finite = (torch.isfinite(pred) & torch.isfinite(tgt)).all(dim=-1).all(dim=-1)  # (...)
+        ok = finite[..., None, None]  # (..., 1, 1)
+        pred_s = torch.where(ok, pred, torch.zeros_like(pred))  # (..., J, C) the SVD sees finite values
+        tgt_s = torch.where(ok, tgt, torch.zeros_like(tgt))
+        err = _norm(_similarity_align(pred_s, tgt_s) - tgt_s)  # (..., J)
+        err = torch.where(finite[..., None], err, torch.full_like(err, float("nan")))  # NaN pose -> NaN
     return _reduce(err, reduction).to(predicted.dtype)
 
 

@@ -244,3 +244,20 @@ def test_single_frame_video_has_no_velocity():
     r = acc.report()
     assert r.per_action["Walking"]["mpjve"] == pytest.approx(0.0, abs=1e-9)  # not NaN, not diluted
     assert r.per_action["Walking"]["mpjpe"] == pytest.approx(10 * np.sqrt(3) / 6, rel=1e-9)  # 1 of 6 frames off
+
+
+def test_diverged_model_does_not_crash_evaluation():
+    """NaN and collapsed predictions: the evaluation finishes; NaN shows as NaN, never as 0."""
+    gt = _walk(6, 5)
+    bad = gt - gt[:, :1]
+    bad[2] = np.nan  # one diverged frame
+    acc = ActionAccumulator()
+    acc.add("Walking", bad, gt)
+    acc.add("Eating", np.zeros_like(gt), gt)  # collapsed to the origin: finite errors
+    r = acc.report()
+    assert all(math.isnan(r.per_action["Walking"][m]) for m in ("mpjpe", "p_mpjpe", "n_mpjpe", "mpjve"))
+    rel = gt - gt[:, :1]
+    spread = 1000 * np.linalg.norm(rel - rel.mean(1, keepdims=True), axis=-1).mean()
+    assert r.per_action["Eating"]["p_mpjpe"] == pytest.approx(spread, rel=1e-9)  # aligned onto the centroid
+    assert r.per_action["Eating"]["mpjpe"] == pytest.approx(1000 * np.linalg.norm(rel, axis=-1).mean(), rel=1e-9)
+    assert "nan" in r.table()

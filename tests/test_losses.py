@@ -262,6 +262,66 @@ def test_p_mpjpe_float32_gradient_is_finite():
     assert torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0
 
 
+def _collinear_optimum(y: np.ndarray, x: np.ndarray) -> float:
+    """Exact Procrustes error of a collinear prediction y = c + lam_j * u (J, 3) onto x (J, 3):
+    the line can be rotated onto any direction v, so the best is v = sum_j lam_j x0_j normalised,
+    scale a = |sum_j lam_j x0_j| / sum_j lam_j^2 (a 1D least-squares fit)."""
+    y0, x0 = y - y.mean(0), x - x.mean(0)
+    u = y0[np.argmax(np.linalg.norm(y0, axis=1))]
+    u = u / np.linalg.norm(u)
+    lam = y0 @ u  # (J,)
+    m = lam @ x0  # (3,)
+    fit = np.outer(lam, m) / (lam @ lam)  # a * lam_j * v
+    return float(np.linalg.norm(fit - x0, axis=1).mean())
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_p_mpjpe_never_raises_on_bad_predictions(dtype):
+    """NaN/inf poses score NaN; degenerate finite poses (one point, zero, collinear) score their
+    exact error with a finite gradient; the other poses of the batch are untouched."""
+    gen = torch.Generator().manual_seed(51)
+    t = _poses((7, 17, 3), gen)
+    p = _poses((7, 17, 3), gen)
+    p[0] = float("nan")
+    p[1] = 0.3  # every joint at one point
+    p[2] = 0.0  # zero scale
+    lam = torch.linspace(-1, 1, 17, dtype=torch.float64)
+    p[3] = lam[:, None] ** 3 * torch.tensor([1.0, 2.0, 0.5], dtype=torch.float64) + 0.1  # collinear
+    p[4, 3, 1] = float("inf")
+    p[5] = t[5] * 1e-6  # finite, far below the target's scale, but still a pose
+    target = t.clone()
+    target[6] = 0.7  # degenerate target: every joint at one point
+    pred = p.to(dtype).clone().requires_grad_(True)
+    err = L.p_mpjpe(pred, target.to(dtype), reduction="none")
+    e = err.detach().double()
+    assert torch.isnan(err[0]) and torch.isnan(err[4])
+    collapsed = np.linalg.norm(t[1:3] - t[1:3].mean(1, keepdim=True), axis=-1).mean(-1)  # aligned = centroid
+    tol = 1e-9 if dtype == torch.float64 else 1e-5
+    np.testing.assert_allclose(e[1:3].numpy(), collapsed, rtol=tol)
+    assert float(e[3]) == pytest.approx(_collinear_optimum(p[3].numpy(), t[3].numpy()), rel=10 * tol)
+    assert float(e[5]) == pytest.approx(0.0, abs=tol)  # a tiny but exact copy of the target: scaled up
+    assert float(e[6]) == pytest.approx(0.0, abs=tol)  # any pose aligns onto a point exactly
+    err[1:4].sum().backward()
+    assert torch.isfinite(pred.grad).all()
+    pred.grad = None
+    L.p_mpjpe(pred[5:7], target[5:7].to(dtype)).backward()
+    assert torch.isfinite(pred.grad).all()
+    assert torch.isnan(L.p_mpjpe(pred, target.to(dtype)))  # the mean over a batch with a NaN pose
+
+
+def test_nan_poses_are_nan_in_every_metric():
+    """A NaN coordinate must never read as a perfect (zero) error."""
+    gen = torch.Generator().manual_seed(52)
+    t = _poses((3, 17, 3), gen)
+    p = t.clone()
+    p[1, 4, 0] = float("nan")
+    for fn in (L.mpjpe, L.n_mpjpe, L.p_mpjpe):
+        e = fn(p, t, reduction="none")
+        assert torch.isnan(e[1]) and e[0] < 1e-12 and e[2] < 1e-12, fn.__name__
+    v = L.mean_velocity_error(p, t, dim=0, reduction="none")  # pairs (0,1) and (1,2) see the NaN
+    assert torch.isnan(v).all()
+
+
 def test_empty_batches_give_zero():
     p = torch.zeros((0, 17, 3), requires_grad=True)
     for fn in (L.mpjpe, L.p_mpjpe, L.n_mpjpe):
