@@ -40,29 +40,31 @@ def _define_reference(ndim: int):
 
     @torch.library.custom_op(name, mutates_args=())
     def fwd(logits: Tensor) -> tuple[Tensor, Tensor]:
-        # coords (B, J, ndim) float32/float64, lse (B, J): log-sum-exp saved for the backward.
+        # coords (B, J, ndim) float32/float64, stats (B, J, 5) = [m, log s, c_x, c_y, c_z]: the
+        # saved state of every backend (docs/ops.md).
         return _ref.soft_argmax_forward(logits, ndim)
 
     @fwd.register_fake
     def _(logits):
         acc = torch.float64 if logits.dtype == torch.float64 else torch.float32
         b, j = logits.shape[:2]
-        return logits.new_empty((b, j, ndim), dtype=acc), logits.new_empty((b, j), dtype=acc)
+        return logits.new_empty((b, j, ndim), dtype=acc), logits.new_empty((b, j, _ref.NSTATS), dtype=acc)
 
     @torch.library.custom_op(name + "_backward", mutates_args=())
-    def bwd(grad_coords: Tensor, logits: Tensor, coords: Tensor, lse: Tensor) -> Tensor:
-        return _ref.soft_argmax_backward(grad_coords, logits, coords, lse)
+    def bwd(grad_coords: Tensor, logits: Tensor, stats: Tensor) -> Tensor:
+        return _ref.soft_argmax_backward(grad_coords, logits, stats)
 
     @bwd.register_fake
-    def _(grad_coords, logits, coords, lse):
+    def _(grad_coords, logits, stats):
         return torch.empty_like(logits)
 
     def setup_context(ctx, inputs, output):
-        ctx.save_for_backward(inputs[0], output[0], output[1])
+        ctx.mark_non_differentiable(output[1])  # stats: internal, no gradient
+        ctx.save_for_backward(inputs[0], output[1])
 
-    def backward(ctx, grad_coords, grad_lse):
-        logits, coords, lse = ctx.saved_tensors
-        return bwd(grad_coords.to(coords.dtype).contiguous(), logits, coords, lse)
+    def backward(ctx, grad_coords, _grad_stats):
+        logits, stats = ctx.saved_tensors
+        return bwd(grad_coords.to(stats.dtype).contiguous(), logits, stats)
 
     fwd.register_autograd(backward, setup_context=setup_context)
 

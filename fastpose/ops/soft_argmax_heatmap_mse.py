@@ -40,41 +40,42 @@ def soft_argmax_heatmap_mse_3d(logits: Tensor, joints: Tensor, sigma: float,
 @torch.library.custom_op("fastpose::soft_argmax_heatmap_mse_3d_reference", mutates_args=())
 def _fused_ref(logits: Tensor, joints: Tensor, sigma: float,
                weights: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
-    # coords (B, J, 3), lse (B, J), mse (): all in the accumulation dtype
-    coords, mse, lse = _ref.soft_argmax_heatmap_mse_forward(logits, joints, sigma, weights)
-    return coords, lse, mse
+    # coords (B, J, 3), stats (B, J, 5) = [m, log s, c_x, c_y, c_z], mse (): accumulation dtype
+    coords, mse, stats = _ref.soft_argmax_heatmap_mse_forward(logits, joints, sigma, weights)
+    return coords, stats, mse
 
 
 @_fused_ref.register_fake
 def _(logits, joints, sigma, weights):
     acc = torch.float64 if logits.dtype == torch.float64 else torch.float32
     b, j = logits.shape[:2]
-    return (logits.new_empty((b, j, 3), dtype=acc), logits.new_empty((b, j), dtype=acc),
+    return (logits.new_empty((b, j, 3), dtype=acc), logits.new_empty((b, j, 5), dtype=acc),
             logits.new_empty((), dtype=acc))
 
 
 @torch.library.custom_op("fastpose::soft_argmax_heatmap_mse_3d_reference_backward", mutates_args=())
 def _fused_ref_bwd(grad_coords: Tensor, grad_mse: Tensor, logits: Tensor, joints: Tensor, sigma: float,
-                   weights: Tensor | None, coords: Tensor, lse: Tensor) -> Tensor:
-    return _ref.soft_argmax_heatmap_mse_backward(grad_coords, grad_mse, logits, joints, sigma, weights,
-                                                 coords, lse)
+                   weights: Tensor | None, stats: Tensor) -> Tensor:
+    return _ref.soft_argmax_heatmap_mse_backward(grad_coords, grad_mse, logits, joints, sigma, weights, stats)
 
 
 @_fused_ref_bwd.register_fake
-def _(grad_coords, grad_mse, logits, joints, sigma, weights, coords, lse):
+def _(grad_coords, grad_mse, logits, joints, sigma, weights, stats):
     return torch.empty_like(logits)
 
 
 def _setup(ctx, inputs, output):
     logits, joints, sigma, weights = inputs
     ctx.sigma, ctx.has_w = sigma, weights is not None
-    ctx.save_for_backward(logits, joints, weights if weights is not None else joints, output[0], output[1])
+    ctx.mark_non_differentiable(output[1])  # stats: internal, no gradient
+    # Saved: the inputs (no copies) and the (B, J, 5) stats; nothing of the volume's size.
+    ctx.save_for_backward(logits, joints, weights if weights is not None else joints, output[1])
 
 
-def _backward(ctx, grad_coords, grad_lse, grad_mse):
-    logits, joints, weights, coords, lse = ctx.saved_tensors
-    g = _fused_ref_bwd(grad_coords.to(coords.dtype).contiguous(), grad_mse.to(coords.dtype), logits, joints,
-                       ctx.sigma, weights if ctx.has_w else None, coords, lse)
+def _backward(ctx, grad_coords, grad_stats, grad_mse):
+    logits, joints, weights, stats = ctx.saved_tensors
+    g = _fused_ref_bwd(grad_coords.to(stats.dtype).contiguous(), grad_mse.to(stats.dtype), logits, joints,
+                       ctx.sigma, weights if ctx.has_w else None, stats)
     return g, None, None, None
 
 

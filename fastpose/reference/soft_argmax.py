@@ -3,7 +3,7 @@
 For one joint with logits ``z_v`` over the voxels ``v`` of a volume, the soft-argmax is the
 expectation of the voxel index under the softmax distribution::
 
-    p_v      = exp(z_v - lse),        lse = log sum_v exp(z_v)
+    m        = max_v z_v,   s = sum_v exp(z_v - m),   p_v = exp((z_v - m) - log s)
     coords_k = sum_v p_v * v_k        k = x (last axis W), y (H), z (D)
 
 Coordinates are in voxel index units, so ``coords_x`` lies in ``[0, W - 1]``. The output is
@@ -13,18 +13,28 @@ Numerical stability: ``exp`` is always taken of ``z - max(z)`` (never of ``z`` i
 ``+-1e4`` neither overflow nor produce ``0 / 0``. float16 / bfloat16 inputs are computed in float32
 and the public outputs are returned in the input dtype; float64 stays float64 (for gradcheck).
 
+Saved state (the same layout on every backend, see docs/ops.md): ``stats`` (B, J, 5) in the
+accumulation dtype, ``[m, log s, c_x, c_y, c_z]`` (``c_z = 0`` in 2D). ``m`` and ``log s`` are kept
+apart rather than summed into ``lse = m + log s``: for logits of magnitude 1e4 one float32 ulp of
+``lse`` is already 1e-3, which ``exp(z - lse)`` would turn into a 1e-3 relative error of ``p``.
+
 Gradient (used by :func:`soft_argmax_backward` and by every fast backend)::
 
     d coords_k / d z_v = p_v * (v_k - coords_k)
     =>  dL/dz_v = p_v * sum_k g_k * (v_k - coords_k),     g = dL/dcoords
 
 The bracket is a sum of one per-axis vector per spatial axis, so it is formed by broadcasting
-three small vectors, never by materialising index grids.
+three small vectors, never by materialising index grids. Forward and backward run on chunks of
+whole (b, j) rows (:mod:`fastpose.reference._rows`), so their temporaries stay chunk-sized.
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
+
+from fastpose.reference._rows import acc_dtype, map_rows, row_chunks
 
 __all__ = [
     "soft_argmax_2d",
@@ -34,9 +44,10 @@ __all__ = [
 ]
 
 
-def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    """Accumulation dtype: float64 stays float64, everything else is computed in float32."""
-    return torch.float64 if dtype == torch.float64 else torch.float32
+NSTATS = 5  # stats per (b, j): m, log s, c_x, c_y, c_z
+
+# The one definition lives in fastpose.reference._rows; this alias keeps the old private name.
+_compute_dtype = acc_dtype
 
 
 def _axis_view(vec: torch.Tensor, axis: int, ndim: int) -> torch.Tensor:
@@ -47,9 +58,10 @@ def _axis_view(vec: torch.Tensor, axis: int, ndim: int) -> torch.Tensor:
 
 
 def _soft_argmax_acc(z: torch.Tensor, ndim: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Soft-argmax of logits ``z`` (..., *S) already in the accumulation dtype.
+    """Soft-argmax of logits ``z`` (..., *S) already in the accumulation dtype, in one piece.
 
-    Returns (coords (..., ndim) ordered x, y[, z]; lse (...)), both in ``z``'s dtype.
+    Returns (coords (..., ndim) ordered x, y[, z]; stats (..., 5) = [m, log s, c_x, c_y, c_z]),
+    both in ``z``'s dtype.
     """
     dims = tuple(range(-ndim, 0))  # the spatial dims, e.g. (-3, -2, -1)
     # The max is only a shift that makes exp() safe; the results do not depend on it, so it is
@@ -68,8 +80,27 @@ def _soft_argmax_acc(z: torch.Tensor, ndim: int) -> tuple[torch.Tensor, torch.Te
             rest = rest.sum(dim=-1)  # (..., S_0, .., S_{a-1}) drop the axis just handled
     s = marginal.sum(dim=-1)  # (...,) sum_v e_v, from the axis-0 marginal the loop ended on
     out = torch.stack(coords, dim=-1) / s.unsqueeze(-1)  # (..., ndim) E[x], E[y][, E[z]]
-    lse = m.reshape(s.shape) + torch.log(s)  # (...,) log sum_v exp(z_v)
-    return out, lse
+    pad = [torch.zeros_like(s)] * (3 - ndim)  # c_z = 0 in 2D
+    stats = torch.stack([m.reshape(s.shape), torch.log(s), *out.unbind(-1), *pad], dim=-1)  # (..., 5)
+    return out, stats
+
+
+def _soft_argmax_rows(logits: torch.Tensor, ndim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`_soft_argmax_acc` of ``logits`` (B, J, *S), any float dtype, on chunks of rows (each
+    converted to the accumulation dtype on its own). Returns (B, J, ndim), (B, J, 5) in acc."""
+    acc = acc_dtype(logits.dtype)
+    spatial = tuple(logits.shape[-ndim:])
+    lead = logits.shape[: logits.dim() - ndim]
+    rows, n_vox = lead.numel(), math.prod(spatial)
+    zr = logits.reshape((rows,) + spatial)  # (R, *S) a view for contiguous input
+
+    def chunk(r0: int, r1: int) -> torch.Tensor:
+        coords, stats = _soft_argmax_acc(zr[r0:r1].to(acc), ndim)  # (R_c, ndim), (R_c, 5)
+        return torch.cat([coords, stats], dim=-1)  # (R_c, ndim + 5)
+
+    both = map_rows(chunk, rows, n_vox, logits)  # (R, ndim + 5)
+    # clones: both are tiny, and the outputs of a custom op must not alias each other
+    return both[:, :ndim].reshape(lead + (ndim,)).clone(), both[:, ndim:].reshape(lead + (NSTATS,)).clone()
 
 
 def soft_argmax_forward(logits: torch.Tensor, ndim: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -83,24 +114,24 @@ def soft_argmax_forward(logits: torch.Tensor, ndim: int) -> tuple[torch.Tensor, 
     Returns:
         coords: (B, J, ndim) ordered (x, y[, z]) in voxel units, in the accumulation dtype
             (float32, or float64 for float64 input).
-        lse: (B, J) ``log sum_v exp(logits_v)`` in the accumulation dtype, so that the backward can
-            rebuild ``p = exp(logits - lse)`` without storing the probability volume.
+        stats: (B, J, 5) ``[m, log s, c_x, c_y, c_z]`` in the accumulation dtype (the saved state of
+            every backend), so that the backward can rebuild ``p = exp((logits - m) - log s)``
+            without storing the probability volume.
     """
-    z = logits.to(_compute_dtype(logits.dtype))  # (B, J, *S) accumulation dtype
-    return _soft_argmax_acc(z, ndim)  # (B, J, ndim), (B, J)
+    return _soft_argmax_rows(logits, ndim)  # (B, J, ndim), (B, J, 5)
 
 
 def _soft_argmax_backward_acc(
-    grad_coords: torch.Tensor | None, z: torch.Tensor, coords: torch.Tensor, lse: torch.Tensor
+    grad_coords: torch.Tensor, z: torch.Tensor, stats: torch.Tensor, ndim: int
 ) -> torch.Tensor:
-    """Analytic gradient in the accumulation dtype of ``z`` (..., *S); see the module docstring."""
-    ndim = coords.shape[-1]
-    if grad_coords is None:
-        return torch.zeros_like(z)  # (..., *S) no gradient reached the coordinates
+    """Analytic gradient in the accumulation dtype of ``z`` (R, *S) from ``stats`` (R, 5) and
+    ``grad_coords`` (R, ndim); see the module docstring."""
     acc = z.dtype
-    g = grad_coords.to(acc)  # (..., ndim)
-    c = coords.to(acc)  # (..., ndim)
-    p = torch.exp(z - lse.to(acc).reshape(lse.shape + (1,) * ndim))  # (..., *S) softmax
+    g = grad_coords.to(acc)  # (R, ndim)
+    st = stats.to(acc)  # (R, 5)
+    c = st[..., 2 : 2 + ndim]  # (R, ndim)
+    one = (1,) * ndim
+    p = torch.exp((z - st[..., 0].reshape(st.shape[:-1] + one)) - st[..., 1].reshape(st.shape[:-1] + one))
     bracket = None  # (..., *S) after the loop: sum_k g_k * (v_k - c_k), built by broadcasting
     for k in range(ndim):  # coordinate k (x, y, z) lives on array axis ndim - 1 - k
         axis = ndim - 1 - k  # 0 = outermost spatial axis
@@ -109,31 +140,46 @@ def _soft_argmax_backward_acc(
         term = g[..., k : k + 1] * (idx - c[..., k : k + 1])  # (..., S_axis) g_k (v_k - c_k)
         term = _axis_view(term, axis, ndim)  # (..., 1.., S_axis, ..1)
         bracket = term if bracket is None else bracket + term  # broadcasts up to (..., *S)
-    return p * bracket  # (..., *S) dL/dz
+    return p.mul_(bracket)  # (R, *S) dL/dz, in place on the fresh softmax
 
 
 def soft_argmax_backward(
     grad_coords: torch.Tensor | None,
     logits: torch.Tensor,
-    coords: torch.Tensor,
-    lse: torch.Tensor,
+    stats: torch.Tensor,
 ) -> torch.Tensor:
     """Analytic gradient of the soft-argmax (no autograd)::
 
-        p_v = exp(z_v - lse);   dL/dz_v = p_v * sum_k g_k * (v_k - coords_k)
+        p_v = exp((z_v - m) - log s);   dL/dz_v = p_v * sum_k g_k * (v_k - c_k)
 
     Args:
         grad_coords: (B, J, ndim) dL/dcoords, any float dtype, or None (treated as zeros).
-        logits: (B, J, *S) the forward input.
-        coords: (B, J, ndim) the forward coordinates, preferably the accumulation-dtype ones
-            returned by :func:`soft_argmax_forward` (a low-precision copy loses accuracy).
-        lse: (B, J) from :func:`soft_argmax_forward`.
+        logits: (B, J, *S) the forward input (``len(S) == grad_coords.shape[-1]``).
+        stats: (B, J, 5) ``[m, log s, c_x, c_y, c_z]`` from :func:`soft_argmax_forward`.
 
     Returns:
-        (B, J, *S) dL/dlogits in ``logits``' dtype.
+        (B, J, *S) dL/dlogits in ``logits``' dtype, computed chunk by chunk of rows (the only
+        volume-sized allocation is the result).
     """
-    z = logits.to(_compute_dtype(logits.dtype))  # (B, J, *S) accumulation dtype
-    return _soft_argmax_backward_acc(grad_coords, z, coords, lse).to(logits.dtype)  # (B, J, *S)
+    out = torch.empty(logits.shape, dtype=logits.dtype, device=logits.device)
+    if grad_coords is None:
+        return out.zero_()  # no gradient reached the coordinates
+    ndim = grad_coords.shape[-1]
+    return _backward_into(out, logits, ndim, lambda r0, r1, z: _soft_argmax_backward_acc(
+        grad_coords.reshape(-1, ndim)[r0:r1], z, stats.reshape(-1, NSTATS)[r0:r1], ndim))
+
+
+def _backward_into(out: torch.Tensor, logits: torch.Tensor, ndim: int, fn) -> torch.Tensor:
+    """Fill ``out`` (B, J, *S) chunk by chunk of rows with ``fn(r0, r1, z)``, ``z`` the chunk's logits
+    in the accumulation dtype (R_c, *S); returns ``out``."""
+    acc = acc_dtype(logits.dtype)
+    spatial = tuple(logits.shape[-ndim:])
+    rows = logits.shape[: logits.dim() - ndim].numel()
+    zr = logits.reshape((rows,) + spatial)  # (R, *S)
+    outr = out.view((rows,) + spatial)  # out is fresh and contiguous: a view
+    for r0, r1 in row_chunks(rows, math.prod(spatial), logits):
+        outr[r0:r1].copy_(fn(r0, r1, zr[r0:r1].to(acc)))
+    return out
 
 
 def soft_argmax_2d(logits: torch.Tensor) -> torch.Tensor:

@@ -5,25 +5,28 @@ Given raw logits ``z`` (B, J, D, H, W)::
     coords = soft_argmax_3d(z)                                   (B, J, 3)  (x, y, z) voxel units
     mse    = heatmap_mse_3d(z, joints, sigma, weights, "mean")   ()  the MSE is on z itself
 
-Both read the same volume once (here: one conversion to the accumulation dtype shared by both),
-and the gradient of both outputs is one sum, formed in one backward pass::
+Both are computed from the same chunk of rows (one conversion to the accumulation dtype shared by
+both), and the gradient of both outputs is one sum, formed in one backward pass::
 
-    dL/dz_v = p_v * sum_k gc_k (v_k - coords_k)           (from coords, p = exp(z - lse))
+    dL/dz_v = p_v * sum_k gc_k (v_k - coords_k)           (from coords, p = exp((z - m) - log s))
             + gm * 2 w_bj (z_v - t_v) / (B*J*D*H*W)       (from mse, t the Gaussian target)
 
-See :mod:`fastpose.reference.soft_argmax` and :mod:`fastpose.reference.heatmap_mse`.
+Saved state (shared by every backend, docs/ops.md): the soft-argmax ``stats`` (B, J, 5) =
+``[m, log s, c_x, c_y, c_z]``; the MSE part saves nothing (its gradient is recomputed from the
+logits and the joints). The squared errors are direct differences (see
+:mod:`fastpose.reference.heatmap_mse`), and every temporary is chunk-sized
+(:mod:`fastpose.reference._rows`).
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
 
-from fastpose.reference.heatmap_mse import _heatmap_mse_acc, _heatmap_mse_backward_acc
-from fastpose.reference.soft_argmax import (
-    _compute_dtype,
-    _soft_argmax_acc,
-    _soft_argmax_backward_acc,
-)
+from fastpose.reference._rows import acc_dtype, map_rows
+from fastpose.reference.heatmap_mse import _diff_rows, _mse_coef_rows, _reduce
+from fastpose.reference.soft_argmax import NSTATS, _backward_into, _soft_argmax_acc, _soft_argmax_backward_acc
 
 __all__ = [
     "soft_argmax_heatmap_mse_3d",
@@ -38,13 +41,29 @@ def soft_argmax_heatmap_mse_forward(
     sigma: float,
     weights: torch.Tensor | None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Forward for backends: returns (coords (B, J, 3), mse (), lse (B, J)), all in the
-    accumulation dtype (float32, or float64 for float64 logits). ``lse`` is what
-    :func:`soft_argmax_heatmap_mse_backward` needs to rebuild the softmax."""
-    z = logits.to(_compute_dtype(logits.dtype))  # (B, J, D, H, W) read once
-    coords, lse = _soft_argmax_acc(z, 3)  # (B, J, 3), (B, J)
-    mse = _heatmap_mse_acc(z, joints, sigma, weights, "mean")  # ()
-    return coords, mse, lse
+    """Forward for backends: returns (coords (B, J, 3), mse (), stats (B, J, 5)), all in the
+    accumulation dtype (float32, or float64 for float64 logits). ``stats`` = [m, log s, c_x, c_y,
+    c_z] is what :func:`soft_argmax_heatmap_mse_backward` needs to rebuild the softmax."""
+    acc = acc_dtype(logits.dtype)
+    spatial = tuple(logits.shape[-3:])
+    lead = logits.shape[:-3]
+    rows, n_vox = lead.numel(), math.prod(spatial)
+    zr = logits.reshape((rows,) + spatial)  # (R, D, H, W)
+    jr = joints.reshape(rows, 3)
+
+    def chunk(r0: int, r1: int) -> torch.Tensor:
+        z = zr[r0:r1].to(acc)  # (R_c, D, H, W) read once for both parts
+        coords, stats = _soft_argmax_acc(z, 3)  # (R_c, 3), (R_c, 5)
+        d = _diff_rows(z, jr[r0:r1], sigma, spatial)  # (R_c, D, H, W) z - t
+        sse = (d * d).flatten(1).sum(dim=1)  # (R_c,) direct differences
+        return torch.cat([coords, stats, sse[:, None]], dim=-1)  # (R_c, 9)
+
+    both = map_rows(chunk, rows, n_vox, logits)  # (R, 9)
+    # clones: (B, J, 3) and (B, J, 5) are tiny, and outputs of a custom op must not alias each other
+    coords = both[:, :3].reshape(lead + (3,)).clone()
+    stats = both[:, 3 : 3 + NSTATS].reshape(lead + (NSTATS,)).clone()
+    mse = _reduce(both[:, 3 + NSTATS], lead, n_vox, weights, "mean")  # ()
+    return coords, mse, stats
 
 
 def soft_argmax_heatmap_mse_3d(
@@ -69,8 +88,7 @@ def soft_argmax_heatmap_mse_backward(
     joints: torch.Tensor,
     sigma: float,
     weights: torch.Tensor | None,
-    coords: torch.Tensor,
-    lse: torch.Tensor,
+    stats: torch.Tensor,
 ) -> torch.Tensor:
     """Analytic gradient of both outputs with respect to logits (no autograd).
 
@@ -78,15 +96,33 @@ def soft_argmax_heatmap_mse_backward(
         grad_coords: (B, J, 3) dL/dcoords or None (zeros).
         grad_mse: () dL/dmse or None (zeros).
         logits, joints, sigma, weights: the forward inputs.
-        coords, lse: (B, J, 3), (B, J) from :func:`soft_argmax_heatmap_mse_forward`.
+        stats: (B, J, 5) from :func:`soft_argmax_heatmap_mse_forward`.
 
     Returns:
-        (B, J, D, H, W) dL/dlogits in logits' dtype (the sum of both contributions, cast once).
+        (B, J, D, H, W) dL/dlogits in logits' dtype (the sum of both contributions, cast once),
+        computed chunk by chunk of rows: the result is the only volume-sized allocation.
     """
-    z = logits.to(_compute_dtype(logits.dtype))  # (B, J, D, H, W) accumulation dtype
-    grad = _soft_argmax_backward_acc(grad_coords, z, coords, lse)  # (B, J, D, H, W)
+    out = torch.empty(logits.shape, dtype=logits.dtype, device=logits.device)
+    if grad_coords is None and grad_mse is None:
+        return out.zero_()
+    acc = acc_dtype(logits.dtype)
+    spatial = tuple(logits.shape[-3:])
+    lead = logits.shape[:-3]
+    rows = lead.numel()
+    jr = joints.reshape(rows, 3)
+    gc = None if grad_coords is None else grad_coords.reshape(rows, 3)
+    st = stats.reshape(rows, NSTATS)
+    coef = None
     if grad_mse is not None:
-        grad = grad + _heatmap_mse_backward_acc(
-            grad_mse, z, joints, sigma, weights, "mean"
-        )  # (B, J, D, H, W)
-    return grad.to(logits.dtype)  # (B, J, D, H, W)
+        coef = _mse_coef_rows(grad_mse, lead, math.prod(spatial), weights, "mean", acc)  # (R,)
+
+    def chunk(r0: int, r1: int, z: torch.Tensor) -> torch.Tensor:
+        grad = None
+        if gc is not None:
+            grad = _soft_argmax_backward_acc(gc[r0:r1], z, st[r0:r1], 3)  # (R_c, D, H, W)
+        if coef is not None:
+            d = _diff_rows(z, jr[r0:r1], sigma, spatial).mul_(coef[r0:r1].reshape(-1, 1, 1, 1))
+            grad = d if grad is None else grad.add_(d)
+        return grad
+
+    return _backward_into(out, logits, 3, chunk)

@@ -46,8 +46,14 @@ def test_matches_naive_softmax_float64(ndim, joints):
     out = _fn(ndim)(x)
     assert out.shape == (2, joints, ndim) and out.dtype == torch.float64
     torch.testing.assert_close(out, _naive(x), rtol=1e-12, atol=1e-12)
-    coords, lse = soft_argmax_forward(x, ndim)
-    torch.testing.assert_close(lse, torch.logsumexp(x.flatten(2), dim=-1), rtol=1e-12, atol=1e-12)
+    coords, stats = soft_argmax_forward(x, ndim)
+    assert stats.shape == (2, joints, 5)  # [m, log s, c_x, c_y, c_z], the layout of every backend
+    torch.testing.assert_close(stats[..., 0], x.flatten(2).amax(dim=-1), rtol=0, atol=0)
+    torch.testing.assert_close(stats[..., 0] + stats[..., 1], torch.logsumexp(x.flatten(2), dim=-1),
+                               rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(stats[..., 2 : 2 + ndim], out)
+    if ndim == 2:
+        assert (stats[..., 4] == 0).all()
     torch.testing.assert_close(coords, out)
 
 
@@ -58,8 +64,8 @@ def test_low_precision_computed_in_float32(ndim, dtype, tol):
     x = (2.0 * torch.randn(_shape(ndim, 3, 17), generator=gen)).to(dtype)
     out = _fn(ndim)(x)
     assert out.dtype == dtype
-    coords, lse = soft_argmax_forward(x, ndim)
-    assert coords.dtype == torch.float32 and lse.dtype == torch.float32
+    coords, stats = soft_argmax_forward(x, ndim)
+    assert coords.dtype == torch.float32 and stats.dtype == torch.float32
     # the same (rounded) inputs in float64: only the output rounding differs
     torch.testing.assert_close(coords.double(), _naive(x.double()), rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(out.double(), _naive(x.double()), rtol=tol, atol=tol * 7)
@@ -77,9 +83,9 @@ def test_extreme_logits_are_finite(ndim, dtype):
     torch.testing.assert_close(out.double(), _naive(x.detach().double()), rtol=2e-2, atol=2e-2)
     out.sum().backward()
     assert torch.isfinite(x.grad).all()
-    coords, lse = soft_argmax_forward(x.detach(), ndim)
+    coords, stats = soft_argmax_forward(x.detach(), ndim)
     g = torch.randn(coords.shape, generator=gen)
-    assert torch.isfinite(soft_argmax_backward(g, x.detach(), coords, lse)).all()
+    assert torch.isfinite(soft_argmax_backward(g, x.detach(), stats)).all()
 
 
 def test_single_extreme_peak_is_exact():
@@ -118,14 +124,14 @@ def test_analytic_backward_matches_autograd(ndim):
     g = torch.randn((3, 18, ndim), generator=gen, dtype=torch.float64)
     xr = x.clone().requires_grad_(True)
     (expected,) = torch.autograd.grad(_fn(ndim)(xr), xr, g)
-    coords, lse = soft_argmax_forward(x, ndim)
-    got = soft_argmax_backward(g, x, coords, lse)
+    coords, stats = soft_argmax_forward(x, ndim)
+    got = soft_argmax_backward(g, x, stats)
     torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-12)
     # each gradient volume sums to zero (softmax is shift invariant)
     torch.testing.assert_close(
         got.sum(dim=tuple(range(2, 2 + ndim))), torch.zeros(3, 18, dtype=torch.float64)
     )
-    assert torch.equal(soft_argmax_backward(None, x, coords, lse), torch.zeros_like(x))
+    assert torch.equal(soft_argmax_backward(None, x, stats), torch.zeros_like(x))
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
@@ -134,8 +140,8 @@ def test_analytic_backward_low_precision(dtype):
     x64 = torch.randn((2, 17, 3, 4, 5), generator=gen, dtype=torch.float64)
     x = x64.to(dtype)
     g = torch.randn((2, 17, 3), generator=gen)
-    coords, lse = soft_argmax_forward(x, 3)
-    got = soft_argmax_backward(g.to(dtype), x, coords, lse)
+    coords, stats = soft_argmax_forward(x, 3)
+    got = soft_argmax_backward(g.to(dtype), x, stats)
     assert got.dtype == dtype
     xr = x.double().requires_grad_(True)
     (expected,) = torch.autograd.grad(soft_argmax_3d(xr), xr, g.to(dtype).double())
@@ -158,9 +164,9 @@ def test_empty_batch(ndim):
     assert out.shape == (0, 17, ndim)
     out.sum().backward()
     assert x.grad.shape == x.shape
-    coords, lse = soft_argmax_forward(x.detach(), ndim)
-    assert coords.shape == (0, 17, ndim) and lse.shape == (0, 17)
-    grad = soft_argmax_backward(torch.zeros(0, 17, ndim), x.detach(), coords, lse)
+    coords, stats = soft_argmax_forward(x.detach(), ndim)
+    assert coords.shape == (0, 17, ndim) and stats.shape == (0, 17, 5)
+    grad = soft_argmax_backward(torch.zeros(0, 17, ndim), x.detach(), stats)
     assert grad.shape == x.shape
 
 
@@ -174,9 +180,9 @@ def test_non_contiguous(ndim):
     assert not x.is_contiguous()
     torch.testing.assert_close(_fn(ndim)(x), _fn(ndim)(x.contiguous()), rtol=1e-14, atol=1e-14)
     torch.testing.assert_close(_fn(ndim)(x), _naive(x), rtol=1e-12, atol=1e-12)
-    coords, lse = soft_argmax_forward(x, ndim)
+    coords, stats = soft_argmax_forward(x, ndim)
     g = torch.randn((17, 2, ndim), generator=gen, dtype=torch.float64).transpose(0, 1)
     torch.testing.assert_close(
-        soft_argmax_backward(g, x, coords, lse),
-        soft_argmax_backward(g.contiguous(), x.contiguous(), coords, lse),
+        soft_argmax_backward(g, x, stats),
+        soft_argmax_backward(g.contiguous(), x.contiguous(), stats),
     )

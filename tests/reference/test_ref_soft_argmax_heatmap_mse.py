@@ -51,8 +51,11 @@ def test_equals_composition_and_naive(j, weighted):
     n_coords, n_mse = _naive(logits, joints, 1.4, w)
     torch.testing.assert_close(coords, n_coords, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(mse, n_mse, rtol=1e-10, atol=1e-12)
-    f_coords, f_mse, lse = soft_argmax_heatmap_mse_forward(logits, joints, 1.4, w)
-    torch.testing.assert_close(lse, torch.logsumexp(logits.flatten(2), -1))
+    f_coords, f_mse, stats = soft_argmax_heatmap_mse_forward(logits, joints, 1.4, w)
+    # the saved state: [m, log s, c_x, c_y, c_z] per joint, as on every backend
+    assert stats.shape == (2, j, 5)
+    torch.testing.assert_close(stats[..., 0] + stats[..., 1], torch.logsumexp(logits.flatten(2), -1))
+    torch.testing.assert_close(stats[..., 2:], coords)
     torch.testing.assert_close((f_coords, f_mse), (coords, mse))
 
 
@@ -66,7 +69,7 @@ def test_analytic_backward_matches_autograd(which):
     coords, mse = soft_argmax_heatmap_mse_3d(x, joints, 1.4, weights)
     loss = (coords * gc).sum() * (which != "mse") + mse * gm * (which != "coords")
     (expected,) = torch.autograd.grad(loss, x)
-    f_coords, _, lse = soft_argmax_heatmap_mse_forward(logits, joints, 1.4, weights)
+    _, _, stats = soft_argmax_heatmap_mse_forward(logits, joints, 1.4, weights)
     got = soft_argmax_heatmap_mse_backward(
         gc if which != "mse" else None,
         gm if which != "coords" else None,
@@ -74,8 +77,7 @@ def test_analytic_backward_matches_autograd(which):
         joints,
         1.4,
         weights,
-        f_coords,
-        lse,
+        stats,
     )
     torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-13)
 
@@ -91,7 +93,7 @@ def test_low_precision_dtypes(dtype):
     tol = {torch.float32: 1e-5, torch.float16: 5e-3, torch.bfloat16: 4e-2}[dtype]
     torch.testing.assert_close(coords.double(), n_coords, rtol=tol, atol=tol * 5)
     torch.testing.assert_close(mse.double(), n_mse, rtol=tol, atol=tol)
-    f_coords, _, lse = soft_argmax_heatmap_mse_forward(x, joints, 1.4, weights)
+    _, _, stats = soft_argmax_heatmap_mse_forward(x, joints, 1.4, weights)
     grad = soft_argmax_heatmap_mse_backward(
         torch.ones(2, 17, 3, dtype=dtype),
         torch.tensor(1.0, dtype=dtype),
@@ -99,8 +101,7 @@ def test_low_precision_dtypes(dtype):
         joints,
         1.4,
         weights,
-        f_coords,
-        lse,
+        stats,
     )
     assert grad.dtype == dtype and torch.isfinite(grad).all()
 
@@ -122,9 +123,9 @@ def test_extreme_logits(dtype):
     assert torch.isfinite(coords).all() and torch.isfinite(mse)
     (coords.sum() + mse).backward()
     assert torch.isfinite(x.grad).all()
-    f_coords, _, lse = soft_argmax_heatmap_mse_forward(x.detach(), joints, 1.0, None)
+    _, _, stats = soft_argmax_heatmap_mse_forward(x.detach(), joints, 1.0, None)
     grad = soft_argmax_heatmap_mse_backward(
-        torch.ones(2, 17, 3), torch.tensor(1.0), x.detach(), joints, 1.0, None, f_coords, lse
+        torch.ones(2, 17, 3), torch.tensor(1.0), x.detach(), joints, 1.0, None, stats
     )
     assert torch.isfinite(grad).all()
 
@@ -136,9 +137,9 @@ def test_empty_batch():
     assert coords.shape == (0, 17, 3) and mse.item() == 0.0
     (coords.sum() + mse).backward()
     assert x.grad.shape == x.shape
-    f_coords, _, lse = soft_argmax_heatmap_mse_forward(x.detach(), joints, 1.0, None)
+    _, _, stats = soft_argmax_heatmap_mse_forward(x.detach(), joints, 1.0, None)
     grad = soft_argmax_heatmap_mse_backward(
-        torch.zeros(0, 17, 3), torch.tensor(1.0), x.detach(), joints, 1.0, None, f_coords, lse
+        torch.zeros(0, 17, 3), torch.tensor(1.0), x.detach(), joints, 1.0, None, stats
     )
     assert grad.shape == x.shape
 

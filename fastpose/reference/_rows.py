@@ -1,0 +1,53 @@
+"""Row-chunked evaluation shared by the volumetric references (soft-argmax, heatmap MSE, fused head).
+
+A volume of shape (B, J, *S) is B*J independent *rows* of N_vox = prod(S) voxels. The references
+evaluate their per-voxel formulas on chunks of whole rows, so that every temporary the size of a
+chunk (the Gaussian target, the differences, the softmax numerators, a float32 copy of float16
+input) stays bounded by :data:`CHUNK_ELEMS` values, whatever B*J is. Peak memory above the inputs is
+then a few chunks in the forward, and the gradient (one input-sized volume) plus a few chunks in
+the backward.
+
+The chunking depends only on the shape, so the results are the same from call to call. Under
+tracing with symbolic sizes (``torch.export`` with a dynamic batch, where a Python loop over a
+symbolic count would specialise the batch), the whole tensor is one chunk.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import torch
+
+__all__ = ["CHUNK_ELEMS", "acc_dtype", "row_chunks"]
+
+# Values per chunk: 2^20 = 4 MiB of float32, i.e. 4 rows of a 64^3 volume. Small against any volume
+# worth chunking, large enough that the per-chunk launch overhead (~10 us of torch ops) is noise.
+CHUNK_ELEMS = 1 << 20
+
+
+def acc_dtype(dtype: torch.dtype) -> torch.dtype:
+    """Accumulation dtype of every op: float64 stays float64; float32, float16 and bfloat16 are
+    computed in float32 (half-precision sums over ~1e5 voxels would lose every digit)."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def _symbolic(t: torch.Tensor) -> bool:
+    return any(isinstance(s, torch.SymInt) for s in t.shape)
+
+
+def row_chunks(rows: int, n_vox: int, like: torch.Tensor) -> Iterator[tuple[int, int]]:
+    """Yield ``(r0, r1)`` row ranges covering ``[0, rows)``, each of at most ``CHUNK_ELEMS``
+    values (at least one row). One range for an empty batch; one range if ``like`` has symbolic
+    sizes. Reads the module attribute at call time, so tests can shrink it."""
+    if _symbolic(like) or rows == 0:
+        yield 0, rows
+        return
+    step = max(1, CHUNK_ELEMS // max(int(n_vox), 1))
+    for r0 in range(0, rows, step):
+        yield r0, min(rows, r0 + step)
+
+
+def map_rows(fn: Callable[[int, int], torch.Tensor], rows: int, n_vox: int, like: torch.Tensor) -> torch.Tensor:
+    """``torch.cat([fn(r0, r1) for each chunk])`` along dim 0 (no copy for a single chunk)."""
+    parts = [fn(r0, r1) for r0, r1 in row_chunks(rows, n_vox, like)]
+    return parts[0] if len(parts) == 1 else torch.cat(parts, dim=0)
