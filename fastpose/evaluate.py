@@ -95,15 +95,17 @@ def _check_protocol(fn: str, protocol: str) -> str:
     return protocol
 
 
-def _format_grid(rows: list[list[str]]) -> list[str]:
-    """Left-align the first column, right-align the others; two spaces between columns."""
+def _format_grid(rows: list[list[str]], text_columns: int = 1) -> list[str]:
+    """Left-align the first ``text_columns`` columns, right-align the (numeric) others; two
+    spaces between columns."""
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
-            for r in rows]
+    return ["  ".join(c.ljust(w) if i < text_columns else c.rjust(w)
+                      for i, (c, w) in enumerate(zip(r, widths, strict=True))) for r in rows]
 
 
-def _markdown_grid(rows: list[list[str]]) -> list[str]:
-    out = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" + "---:|" * (len(rows[0]) - 1)]
+def _markdown_grid(rows: list[list[str]], text_columns: int = 1) -> list[str]:
+    n = len(rows[0])
+    out = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * text_columns + "---:|" * (n - text_columns)]
     return out + ["| " + " | ".join(r) + " |" for r in rows[1:]]
 
 
@@ -179,7 +181,7 @@ class EvaluationReport:
     def _footer(self) -> str:
         n = sum(self.frames.values())
         return (f"Errors in mm on {n} frames ({self.protocol_note}); frame-weighted within an action, "
-                f"unweighted mean over {len(self.actions)} actions.")
+                f"unweighted mean over {len(self.actions)} {'groups' if self.transposed else 'actions'}.")
 
     def table(self) -> str:
         """Plain-text table: one row per protocol and one column per action, then the average
@@ -198,11 +200,13 @@ class EvaluationReport:
         """Plain-text table with one row per (subject, sequence, camera): frames and every metric (mm)."""
         if not self.per_sequence:
             return "(no per-sequence breakdown)"
-        rows = [["Subject", "Sequence", "Camera", "Frames", *(_ROW_LABELS[m] for m in self.metrics)]]
-        rows += [[str(s["subject"]), str(s["sequence"]), str(s["camera"]), str(s["frames"]),
-                  *(f"{s[m]:.1f}" for m in self.metrics)] for s in self.per_sequence]
-        lines = _format_grid(rows)
+        lines = _format_grid(self._sequence_rows(), text_columns=2)
         return "\n".join([lines[0], "-" * len(lines[0]), *lines[1:]])
+
+    def _sequence_rows(self) -> list[list[str]]:
+        rows = [["Subject", "Sequence", "Camera", "Frames", *(_ROW_LABELS[m] for m in self.metrics)]]
+        return rows + [[str(s["subject"]), str(s["sequence"]), str(s["camera"]), str(s["frames"]),
+                        *(f"{s[m]:.1f}" for m in self.metrics)] for s in self.per_sequence]
 
     def markdown(self) -> str:
         out = [*_markdown_grid(self._rows()), "", self._footer()]
@@ -210,10 +214,7 @@ class EvaluationReport:
             out += ["", "Per joint (MPJPE, mm):", "",
                     *_markdown_grid([["Joint", "MPJPE"], *([j, f"{e:.1f}"] for j, e in self.per_joint.items())])]
         if self.per_sequence:
-            rows = [["Subject", "Sequence", "Camera", "Frames", *(_ROW_LABELS[m] for m in self.metrics)]]
-            rows += [[str(s["subject"]), str(s["sequence"]), str(s["camera"]), str(s["frames"]),
-                      *(f"{s[m]:.1f}" for m in self.metrics)] for s in self.per_sequence]
-            out += ["", "Per sequence (mm):", "", *_markdown_grid(rows)]
+            out += ["", "Per sequence (mm):", "", *_markdown_grid(self._sequence_rows(), text_columns=2)]
         return "\n".join(out) + "\n"
 
     def save(self, directory: str | Path, stem: str = "evaluation") -> tuple[Path, Path]:

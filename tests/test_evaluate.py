@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from fastpose.evaluate import ActionAccumulator, EvaluationReport, evaluate_sequences
+from fastpose.skeleton import H36M_JOINT_NAMES
 
 
 def _poses(T, seed):
@@ -261,3 +262,100 @@ def test_diverged_model_does_not_crash_evaluation():
     assert r.per_action["Eating"]["p_mpjpe"] == pytest.approx(spread, rel=1e-9)  # aligned onto the centroid
     assert r.per_action["Eating"]["mpjpe"] == pytest.approx(1000 * np.linalg.norm(rel, axis=-1).mean(), rel=1e-9)
     assert "nan" in r.table()
+
+
+# ---------------------------------------------------------------------------------------------
+# breakdowns, layouts, metric selection
+# ---------------------------------------------------------------------------------------------
+def test_per_joint_and_per_sequence_breakdowns(tmp_path):
+    rng = np.random.default_rng(11)
+    seqs = []
+    for subject, name, action, cam, T in (("S9", "", "Walking 1", 0, 12), ("S9", "", "Walking 1", 1, 8),
+                                          ("S11", "", "Eating", 0, 10)):
+        gt = _walk(T, T + cam)
+        pred = gt - gt[:, :1]
+        pred[:, 13] += rng.normal(scale=0.05, size=(T, 3))  # only the left wrist is wrong
+        seqs.append(_Seq(action, pred, gt, subject=subject, camera=cam, name=name))
+    r = evaluate_sequences(seqs, lambda s: s.pred)
+    assert list(r.per_joint) == list(H36M_JOINT_NAMES)
+    assert r.per_joint["l_wrist"] > 20 and all(v < 1e-9 for k, v in r.per_joint.items() if k != "l_wrist")
+    # per joint: frame-weighted within an action, unweighted mean over actions -> mean equals the table's
+    walk = np.concatenate([np.linalg.norm(s.pred[:, 13] - (s.positions_3d - s.positions_3d[:, :1])[:, 13], axis=-1)
+                           for s in seqs[:2]]).mean()
+    eat = np.linalg.norm(seqs[2].pred[:, 13] - (seqs[2].positions_3d - seqs[2].positions_3d[:, :1])[:, 13],
+                         axis=-1).mean()
+    assert r.per_joint["l_wrist"] == pytest.approx(1000 * (walk + eat) / 2, rel=1e-9)
+    assert np.mean(list(r.per_joint.values())) == pytest.approx(r.mean["mpjpe"], rel=1e-9)
+    # per sequence: (subject, name or action, camera)
+    keys = [(s["subject"], s["sequence"], s["camera"], s["frames"], s["action"]) for s in r.per_sequence]
+    assert keys == [("S9", "Walking 1", 0, 12, "Walking"), ("S9", "Walking 1", 1, 8, "Walking"),
+                    ("S11", "Eating", 0, 10, "Eating")]
+    s0 = seqs[0]
+    e0 = 1000 * np.linalg.norm(s0.pred - (s0.positions_3d - s0.positions_3d[:, :1]), axis=-1).mean()
+    assert r.per_sequence[0]["mpjpe"] == pytest.approx(e0, rel=1e-9)
+    # a sequence name (e.g. a motion file's clip) wins over the action
+    named = evaluate_sequences([_Seq("cmu", seqs[0].pred, seqs[0].positions_3d, name="86_02")], lambda s: s.pred)
+    assert named.per_sequence[0]["sequence"] == "86_02" and named.per_sequence[0]["action"] == "cmu"
+    # printable and saved
+    pj_table = r.per_joint_table().splitlines()
+    assert pj_table[0].split() == ["Joint", "MPJPE"] and len(pj_table) == 2 + 17
+    assert pj_table[2 + 13].split()[0] == "l_wrist"
+    ps_table = r.per_sequence_table().splitlines()
+    assert ps_table[0].split()[:4] == ["Subject", "Sequence", "Camera", "Frames"] and len(ps_table) == 2 + 3
+    assert ps_table[4].split()[:4] == ["S11", "Eating", "0", "10"]
+    pj, pm = r.save(tmp_path)
+    data = json.loads(pj.read_text())
+    assert data["per_joint"]["l_wrist"] == pytest.approx(r.per_joint["l_wrist"])
+    assert [(s["subject"], s["camera"]) for s in data["per_sequence"]] == [("S9", 0), ("S9", 1), ("S11", 0)]
+    md = pm.read_text()
+    assert "| l_wrist |" in md and "| S11 | Eating | 0 | 10 |" in md
+
+
+def test_transposed_table_for_other_groups():
+    """Groups that are not Human3.6M actions (e.g. motion-capture clips): one row per group."""
+    acc = ActionAccumulator()
+    names = [f"clip{i:02d}" for i in range(18)]
+    for i, name in enumerate(names):
+        gt = _walk(5, i)
+        acc.add(name, gt - gt[:, :1] + 0.001 * i, gt)
+    r = acc.report()
+    assert r.transposed
+    lines = r.table().splitlines()
+    assert lines[0].split("  ")[0] == "Action" and "Protocol #1 MPJPE" in lines[0] and "MPJVE" in lines[0]
+    assert [ln.split()[0] for ln in lines[2:2 + 18]] == names and lines[2 + 18].split()[0] == "Avg"
+    assert float(lines[2 + 5].split()[1]) == pytest.approx(r.per_action["clip05"]["mpjpe"], abs=0.05)
+    assert float(lines[2 + 18].split()[1]) == pytest.approx(r.mean["mpjpe"], abs=0.05)
+    assert "VideoPose3D protocol" in lines[-1]
+    assert max(len(ln) for ln in lines[:-1]) < 100  # readable: no 18-column row
+    assert r.markdown().startswith("| Action | Protocol #1 MPJPE |")
+    h36m = ActionAccumulator()
+    gt = _walk(5, 0)
+    h36m.add("Walking", gt - gt[:, :1], gt)
+    assert not h36m.report().transposed
+
+
+def test_metrics_option_and_root_aligned_header(tmp_path):
+    gt = _walk(8, 3)
+    acc = ActionAccumulator(metrics=("mpjpe", "p_mpjpe", "n_mpjpe"), protocol="root-aligned")
+    acc.add("Walking", gt + 0.5, gt)  # root-aligned: a shift is no error
+    r = acc.report()
+    assert r.metrics == ("mpjpe", "p_mpjpe", "n_mpjpe") and "mpjve" not in r.per_action["Walking"]
+    assert set(r.mean) == {"mpjpe", "p_mpjpe", "n_mpjpe"} and r.mean["mpjpe"] < 1e-9
+    table = r.table()
+    assert "MPJVE" not in table and "root-aligned protocol" in table
+    data = json.loads(r.save(tmp_path)[0].read_text())
+    assert data["protocol"] == "root-aligned" and data["metrics"] == ["mpjpe", "p_mpjpe", "n_mpjpe"]
+    assert "predicted and ground-truth roots both subtracted" in data["protocol_description"]
+    assert "root-aligned" in (tmp_path / "evaluation.md").read_text()
+
+
+def test_option_errors_name_the_argument():
+    with pytest.raises(ValueError, match=r"'metrics' must be a non-empty subset .* received \['mpjpe', 'pck'\]"):
+        ActionAccumulator(metrics=["mpjpe", "pck"])
+    with pytest.raises(ValueError, match=r"'protocol' must be one of \('videopose3d', 'root-aligned'\), "
+                                         r"received 'motionbert'"):
+        evaluate_sequences([], lambda s: s, protocol="motionbert")
+    with pytest.raises(ValueError, match=r"'joint_names' must name the 17 evaluated joints, received 2"):
+        ActionAccumulator(joint_names=["a", "b"]).add("Walking", np.zeros((2, 17, 3)), np.zeros((2, 17, 3)))
+    with pytest.raises(ValueError, match=r"'joints' must index the 17 joints"):
+        ActionAccumulator(joints=[0, 17]).add("Walking", np.zeros((2, 17, 3)), np.zeros((2, 17, 3)))
