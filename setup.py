@@ -186,6 +186,8 @@ class CMakeBuild(build_ext):
 setup(
     packages=[*find_packages(include=["fastpose", "fastpose.*"]), "fastpose.kernels"],
     package_dir={"fastpose.kernels": "kernels"},
+    # the built-in real motion (CMU, int16 millimetres, 1.7 MB): fastpose.data.motion.builtin_motion
+    package_data={"fastpose.data": ["cmu_motion.npz"]},
     ext_modules=[CMakeExtension("fastpose._C", ROOT)],
     cmdclass={"build_ext": CMakeBuild},
     zip_safe=False,
