@@ -4,7 +4,11 @@ Shapes:
 
 - volumetric (Tsai & Luo): B = 32 on a GPU (the paper's batch), B = 8 on the CPU (the CPU seed
   shape of issue 3), J = 18, D = H = W = 64; the 2D heatmaps of the same model are J x 64 x 64;
-- lifting (SPGNet / VideoPose3D): 1024 windows x 243 frames x 17 joints;
+- 2D heatmaps: B = 32 everywhere (the issue-14 2D targets are at B = 32, J = 18, 64 x 64);
+- lifting (SPGNet / VideoPose3D): 1024 windows x 243 frames x 17 joints, with one camera per
+  sequence (``camera="sequence"``: (N, 1, 9) where the ops broadcast the camera torch-style, else
+  the prefix layout (N, 9)) and, at the paper shape, with one camera per frame
+  (``camera="frame"``: (N, T, 9), VideoPose3D's (N*T, 9) with the points flattened);
 - sweeps (mode forward+backward only): volume edge 16..96 (3D ops), batch (fused head), frames per
   window 1, 27, 81 (and the paper's 243: the receptive fields; T = 1 is the "1024 x 17 points" seed
   shape of issue 3).
@@ -15,6 +19,7 @@ Each op's inputs follow its public signature (``fastpose.ops.<op>(main, *args)``
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -24,6 +29,7 @@ import fastpose.reference as R
 __all__ = [
     "CI_COMPILED",
     "EDGE",
+    "IMAGE_BATCH",
     "IMAGE_OPS",
     "J_VOLUMETRIC",
     "LIFTING",
@@ -37,6 +43,7 @@ __all__ = [
     "cases_for",
     "cotangents",
     "make_inputs",
+    "sequence_camera_broadcast",
     "output_shapes",
     "volumetric_batch",
 ]
@@ -51,6 +58,7 @@ J_VOLUMETRIC = 18  # 17 Human3.6M joints + thorax (Tsai & Luo)
 EDGE = 64  # D = H = W = 64 volumetric heatmaps, 64 x 64 2D heatmaps
 LIFTING = {"N": 1024, "T": 243, "J": 17}  # SPGNet / VideoPose3D windows of 243 frames
 SIGMA = 2.0  # Gaussian target width in voxels (the usual volumetric-heatmap choice)
+IMAGE_BATCH = 32  # 2D heatmaps (B, 18, 64, 64) on every device: the issue-14 2D targets' shape
 
 # Tiny shapes for the CI correctness pass (odd sizes, as in tests/ops/_cases.py): each benchmark
 # runs once there, through the Triton interpreter too, so these must stay small.
@@ -86,7 +94,8 @@ class Case:
     """One input configuration of one op.
 
     ``kind``: ``tiny`` (CI), ``paper``, ``sweep-volume``, ``sweep-batch`` or ``sweep-frames``;
-    ``dims``: the sizes (B, J, D, H, W / B, J, H, W / N, T, J) as ``((name, size), ...)``.
+    ``dims``: the sizes (B, J, D, H, W / B, J, H, W / N, T, J) as ``((name, size), ...)``;
+    ``camera``: projection ops only, ``"sequence"`` (one camera per window) or ``"frame"``.
     """
 
     op: str
@@ -94,6 +103,7 @@ class Case:
     dims: tuple[tuple[str, int], ...]
     dtype: str = "float32"
     modes: tuple[str, ...] = MODES
+    camera: str = ""
 
     @property
     def size(self) -> dict[str, int]:
@@ -114,7 +124,9 @@ class Case:
 
     @property
     def id(self) -> str:
-        return f"{self.kind}-{self.shape_label}-{self.dtype}"
+        # the per-sequence camera keeps the historical id (results stay comparable across runs)
+        cam = "-camframe" if self.camera == "frame" else ""
+        return f"{self.kind}-{self.shape_label}-{self.dtype}{cam}"
 
     @property
     def sweep_value(self) -> int | None:
@@ -137,7 +149,7 @@ def cases_for(op: str, device: str, selection: str) -> list[Case]:
             return [Case(op, "tiny", _dims(**TINY["volumetric"]))]
         if op in IMAGE_OPS:
             return [Case(op, "tiny", _dims(**TINY["image"]))]
-        return [Case(op, "tiny", _dims(**TINY["lifting"]))]
+        return [Case(op, "tiny", _dims(**TINY["lifting"]), camera=c) for c in ("sequence", "frame")]
     if selection not in ("paper", "all"):
         raise ValueError(f"cases_for: selection must be 'tiny', 'paper' or 'all', got {selection!r}")
     b = volumetric_batch(device)
@@ -154,12 +166,12 @@ def cases_for(op: str, device: str, selection: str) -> list[Case]:
                 out += [Case(op, "sweep-batch", _dims(B=n, J=J_VOLUMETRIC, D=EDGE, H=EDGE, W=EDGE), modes=fb)
                         for n in SWEEP_BATCHES[_dev_key(device)]]
     elif op in IMAGE_OPS:
-        out.append(Case(op, "paper", _dims(B=b, J=J_VOLUMETRIC, H=EDGE, W=EDGE)))
+        out.append(Case(op, "paper", _dims(B=IMAGE_BATCH, J=J_VOLUMETRIC, H=EDGE, W=EDGE)))
     elif op in PROJECTION_OPS:
-        out.append(Case(op, "paper", _dims(**LIFTING)))
+        out += [Case(op, "paper", _dims(**LIFTING), camera=c) for c in ("sequence", "frame")]
         if selection == "all":
-            out += [Case(op, "sweep-frames", _dims(N=LIFTING["N"], T=t, J=LIFTING["J"]), modes=fb)
-                    for t in SWEEP_FRAMES]
+            out += [Case(op, "sweep-frames", _dims(N=LIFTING["N"], T=t, J=LIFTING["J"]), modes=fb,
+                         camera="sequence") for t in SWEEP_FRAMES]
     else:
         raise ValueError(f"cases_for: unknown op {op!r}")
     return out
@@ -177,6 +189,23 @@ def _h36m_cameras_normalised() -> torch.Tensor:
     from fastpose.camera import h36m_cameras
 
     return torch.stack([torch.from_numpy(c.intrinsics(normalized=True)) for c in h36m_cameras("S9")])
+
+
+@functools.cache
+def sequence_camera_broadcast() -> bool:
+    """True when the projection ops (public op and reference math) take a camera (N, 1, 9) for
+    points (N, T, J, 3), torch-style broadcasting; False: one camera per sequence is passed in the
+    prefix layout (N, 9). Probed once on a tiny input."""
+    from fastpose import ops
+
+    pts = torch.tensor([0.1, -0.2, 3.0]).expand(2, 3, 4, 3).contiguous()  # (N=2, T=3, J=4, 3)
+    cam = torch.tensor([1.1, 1.2, 0.01, 0.02, 0.0, 0.0, 0.0, 0.0, 0.0]).expand(2, 1, 9).contiguous()
+    try:
+        out = ops.project_to_2d(pts, cam, backend="reference")
+        ref = R.project_to_2d(pts, cam)
+    except (ValueError, RuntimeError, TypeError):
+        return False
+    return tuple(out.shape) == (2, 3, 4, 2) and tuple(ref.shape) == (2, 3, 4, 2)
 
 
 def make_inputs(case: Case, device: str | torch.device, seed: int = 0) -> tuple[torch.Tensor, tuple]:
@@ -216,10 +245,16 @@ def make_inputs(case: Case, device: str | torch.device, seed: int = 0) -> tuple[
         points = torch.cat([xy, z], -1)
         cams = _h36m_cameras_normalised()
         camera = cams[torch.arange(n) % cams.shape[0]]  # (N, 9): one camera per window
+        per_frame = camera[:, None].expand(n, t, 9).contiguous()  # (N, T, 9): valid in every layout
+        cam_arg = camera  # what the op receives: (N, 9) prefix layout
+        if case.camera == "frame":
+            cam_arg = per_frame  # (N, T, 9) the window's camera repeated per frame
+        elif case.camera == "sequence" and sequence_camera_broadcast():
+            cam_arg = camera[:, None]  # (N, 1, 9) broadcast over the frames, torch-style
         if op == "project_to_2d":
-            return to(points, dt), (to(camera, sec),)
-        kp = R.project_to_2d(points, camera) + torch.randn(n, t, j, 2, generator=gen) * 0.02
-        return to(points, dt), (to(camera, sec), to(kp, sec), None)  # SPGNet's 2D MPJPE: unweighted
+            return to(points, dt), (to(cam_arg, sec),)
+        kp = R.project_to_2d(points, per_frame) + torch.randn(n, t, j, 2, generator=gen) * 0.02
+        return to(points, dt), (to(cam_arg, sec), to(kp, sec), None)  # SPGNet's 2D MPJPE: unweighted
     raise ValueError(f"make_inputs: unknown op {op!r}")
 
 

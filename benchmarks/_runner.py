@@ -16,7 +16,8 @@ import torch
 from benchmarks._cases import Case, make_inputs
 from benchmarks._check import check_against_reference
 from benchmarks._memory import bytes_moved, peak_memory_bytes
-from benchmarks._providers import not_supported, provider_fn
+from benchmarks._peers import check_target
+from benchmarks._providers import not_supported, prepare_args, provider_fn, target_only
 from benchmarks._timing import CudaEventTarget, call_once, make_step, rounds_for
 
 __all__ = ["BenchItem", "bench_device", "bench_selection", "run_benchmark", "run_item"]
@@ -55,11 +56,16 @@ def run_benchmark(benchmark, case: Case, mode: str, provider: str, device: str, 
     if reasons:
         pytest.skip(f"{provider} cannot serve {case.op} [{case.id}]: " + "; ".join(reasons))
     fn = provider_fn(case.op, provider)
-    step = make_step(case, fn, x, args, mode)
+    # A peer's precomputed target / camera layout is made here, untimed (its data pipeline's work).
+    step = make_step(case, fn, x, prepare_args(case.op, provider, x, args), mode)
+    only_target = target_only(case.op, provider)
     info = benchmark.extra_info
     info.update(op=case.op, case=case.id, kind=case.kind, shape=case.size, dtype=case.dtype, mode=mode,
                 provider=provider, device=device, sweep_value=case.sweep_value,
-                bytes=bytes_moved(case, mode))
+                # target generation writes one float32 volume; everything else: the op's bytes
+                bytes=x.numel() * 4 if only_target else bytes_moved(case, mode))
+    if case.camera:
+        info["camera_shape"] = list(args[0].shape)
     benchmark.group = f"{case.op} {case.id} {mode}"
 
     if benchmark.disabled:
@@ -69,7 +75,7 @@ def run_benchmark(benchmark, case: Case, mode: str, provider: str, device: str, 
         # for ~1-3 s judged from the faster of two untimed calls.
         _, t = call_once(step, dev)
         _, t2 = call_once(step, dev)
-        t = min(t, t2) if provider not in ("reference-compiled", "triton") else t2
+        t = min(t, t2) if not provider.endswith("-compiled") and provider != "triton" else t2
         target = step.target
         timer = None
         if dev.type == "cuda":
@@ -91,7 +97,10 @@ def run_benchmark(benchmark, case: Case, mode: str, provider: str, device: str, 
 
     if check:
         outs, grad = step.unpack(result)
-        info.update(check_against_reference(case, x, args, outs, grad))
+        if only_target:
+            info.update(check_target(x, args, outs[0]))
+        else:
+            info.update(check_against_reference(case, x, args, outs, grad))
     del result
     if measure_memory:
         info["peak_memory_bytes"] = peak_memory_bytes(step, dev)

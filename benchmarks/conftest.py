@@ -8,10 +8,12 @@ Two regimes:
 
 - the tiny pass (``--benchmark-disable`` in CI and ``make test``, where each item runs exactly
   once; also a plain ``pytest`` that did not ask for benchmarks): tiny shapes, outputs and gradient
-  of every provider checked against float64 reference math (the Triton interpreter included on the
-  CPU, only in forward+backward), compiled reference only for ``CI_COMPILED``;
+  of every provider -- the peer-style ones included -- checked against float64 reference math (the
+  Triton interpreter and the eager peers only in forward+backward), compiled providers only for
+  ``CI_COMPILED``; the ``peer-target`` rows check the materialised Gaussian target itself;
 - timing runs (``--benchmark-only`` / ``--benchmark-json``: ``make bench``, ``gpu_run.sh``): the
-  paper shapes in every mode plus the sweeps; the Triton interpreter is not timed on the CPU.
+  paper shapes in every mode plus the sweeps (fastpose's backends, the eager and compiled peer and
+  the eager reference); the Triton interpreter is not timed on the CPU.
 
 Options: ``--bench-cases auto|tiny|paper|all`` (auto: see :func:`benchmarks._runner.bench_selection`),
 ``--bench-device cpu|cuda`` (default: cuda when available), ``--bench-providers a,b`` (filter).
@@ -27,8 +29,12 @@ import torch
 
 from benchmarks._cases import CI_COMPILED, cases_for
 from benchmarks._machine import machine_record
-from benchmarks._providers import PROVIDERS, providers_for
+from benchmarks._providers import BACKENDS, PROVIDERS, provider_modes, providers_for
 from benchmarks._runner import BenchItem, bench_device, bench_selection
+
+# Providers of the sweeps besides fastpose's backends: the eager and compiled peer (the ratio the
+# report's sweep tables show), and the plain reference eager (a correctness anchor).
+SWEEP_PROVIDERS = ("peer", "peer-compiled", "reference")
 
 
 def pytest_addoption(parser):
@@ -65,18 +71,25 @@ def _items(config, ops) -> list[BenchItem]:
         for case in cases_for(op, device, selection):
             for mode in case.modes:
                 for provider in providers:
+                    if mode not in provider_modes(op, provider):
+                        continue
                     if quick and not wanted:
-                        # CI budget: compile only the listed pairs; the Triton interpreter only in
-                        # forward+backward (it checks both outputs and gradient in one run).
-                        if provider == "reference-compiled" and (op, mode) not in CI_COMPILED:
+                        # CI budget: compile only the listed pairs; the Triton interpreter and the
+                        # eager peers only in forward+backward (it checks outputs and gradient in
+                        # one run; a peer-target row exists in forward only).
+                        if provider.endswith("-compiled") and (op, mode) not in CI_COMPILED:
                             continue
                         if provider == "triton" and device == "cpu" and mode != "forward+backward":
                             continue
+                        if provider.startswith("peer") and provider != "peer-target" and mode != "forward+backward":
+                            continue
+                    if case.kind.startswith("sweep") and provider not in SWEEP_PROVIDERS and provider not in BACKENDS:
+                        continue  # sweeps: the peers and fastpose (bounded compile and run time)
                     # Peak memory: every fixed-shape case of a timing run; in the quick pass only the
                     # fused head's forward+backward (the profiler costs seconds to start).
                     memory = (not quick and case.kind == "paper") or (
                         quick and op == "soft_argmax_heatmap_mse_3d" and mode == "forward+backward"
-                        and provider != "triton")
+                        and provider in ("reference", "reference-compiled", "cpu", "cuda", "peer"))
                     items.append(BenchItem(case, mode, provider, device, measure_memory=memory,
                                            check=case.kind in ("tiny", "paper")))
     return items

@@ -1,9 +1,12 @@
 """The fused volumetric head soft_argmax_heatmap_mse_3d (B x 18 x 64^3): coordinates and heatmap
 MSE from one read of the logits, one backward pass. Also swept over volume size and batch.
 
-Issue targets measured here: CPU (2 threads, B=8) forward+backward >= 3x reference eager and peak
-memory <= 1/4 of the reference's; GPU (B=32) >= 80% of copy bandwidth over the bytes that must
-move and >= 5x reference eager. Providers, modes, shapes and figures: ``benchmarks/_cases.py`` and ``benchmarks/_providers.py``.
+Peer-style providers (``benchmarks/_peers.py``): 3DMPPE soft-argmax + MMPose ``KeypointMSELoss``
+against a materialised Gaussian target (precomputed: ``peer``; generated in the step:
+``peer+target``; the generation alone: ``peer-target``), eager and compiled. Issue-14 targets
+measured here (CPU, 2 threads, forward+backward): >= 6x the compiled peer at B=8, 64^3 and >= 2x at
+B=2, 32^3 (the volume sweep); GPU (B=32) >= 80% of copy bandwidth over the bytes that must move.
+Providers, modes, shapes and figures: ``benchmarks/_cases.py``, ``benchmarks/_providers.py``.
 """
 
 from benchmarks._runner import BenchItem, run_item
