@@ -278,13 +278,14 @@ def peer_row(op: str, provider: str) -> PeerRow:
         return PeerRow(_target_only, _identity, ("forward",), target_only=True)
     base = provider.removesuffix("-compiled")
     fn = _compiled(op, base) if provider.endswith("-compiled") else _EAGER[(op, base)]
+    modes = ("forward+backward",) if provider == "peer+target-compiled" else fb  # bounded compile time
     if op in _TARGET_OPS and base == "peer":
         prepare = _prepare_target
     elif op in ("project_to_2d", "reprojection_loss"):
         prepare = _prepare_camera
     else:
         prepare = _identity
-    return PeerRow(fn, prepare, fb)
+    return PeerRow(fn, prepare, modes)
 
 
 def peer_providers_for(op: str, *, timing: bool) -> list[str]:
