@@ -1,15 +1,27 @@
-"""``fastpose evaluate --checkpoint PATH``: per-action Protocol #1/#2/#3 and MPJVE tables.
+"""``fastpose evaluate --checkpoint PATH``: per-action Protocol #1/#2/#3 (+ MPJVE) tables, per joint and
+per sequence.
+
+By default a checkpoint is scored on the held-out part of the data it was trained with (recorded
+in the checkpoint); flags change single settings, ``--motion FILE.npz`` scores any motion file
+(SPGNet). Examples::
+
+    fastpose evaluate --checkpoint outputs/spgnet/checkpoint.pt
+    fastpose evaluate --checkpoint outputs/spgnet/checkpoint.pt --motion walks.npz --subjects S9,S11 --noise-px 5
 
 The checkpoint's architecture record names its model; the model's training module provides
-``add_evaluate_arguments(parser)`` (data flags) and ``evaluate_checkpoint(args) -> EvaluationReport``.
-To support another model, add it to :data:`EVALUATORS`.
+``evaluate_checkpoint(args) -> EvaluationReport`` (or ``evaluate_checkpoint_sets(args)``, one report per
+data source). To support another model, add it to :data:`EVALUATORS`.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import sys
 from pathlib import Path
+
+from ..train import args as train_args
+from . import CommandError
 
 __all__ = ["EVALUATORS", "add_parser"]
 
@@ -21,37 +33,50 @@ EVALUATORS: dict[str, str] = {
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("evaluate", help="evaluate a checkpoint per action (VideoPose3D protocols)",
-                       description=__doc__.split("\n\n")[0],
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-                       conflict_handler="resolve")  # models may share data flags
-    p.add_argument("--checkpoint", required=True, help="checkpoint written by 'fastpose train'")
-    p.add_argument("--out", default=None, help="directory for evaluation.json/.md (default: the checkpoint's)")
+    p = sub.add_parser("evaluate", help="evaluate a checkpoint per action, joint and sequence (VideoPose3D protocols)",
+                       description=__doc__.split("\n\nThe checkpoint's")[0])
+    p.add_argument("--checkpoint", required=True, type=train_args.existing_file,
+                   help="checkpoint written by 'fastpose train'")
+    p.add_argument("--out", default=None,
+                   help="directory for evaluation.json/.md (default: the checkpoint's directory)")
     p.add_argument("--no-flip-test", action="store_true", help="no test-time flip augmentation")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    for module in EVALUATORS.values():  # each model's data flags
-        importlib.import_module(module).add_evaluate_arguments(p)
+    p.add_argument("--device", default="auto", type=train_args.device_name, help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--threads", type=train_args.positive_int, default=None,
+                   help="torch CPU threads (default: 1 when the machine is already busy, else torch's choice)")
+    p.add_argument("--breakdown", action="store_true", help="also print the per-joint and per-sequence tables "
+                   "(they are always in evaluation.json/.md)")
+    train_args.add_evaluate_arguments(p)
     p.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
     from fastpose.train import common
 
-    if args.threads is not None:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    out = Path(args.out) if args.out else Path(args.checkpoint).parent
+    common.check_writable_dir(out, "--out")  # before minutes of evaluation
+    common.set_threads(args.threads)
     if args.device == "auto":
         import torch
 
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
     model = common.load_checkpoint(args.checkpoint)["arch"].get("model")
     if model not in EVALUATORS:
-        raise SystemExit(f"fastpose evaluate: no evaluator for model {model!r}; known: {sorted(EVALUATORS)}")
-    report = importlib.import_module(EVALUATORS[model]).evaluate_checkpoint(args)
-    print(report.table())
-    out = Path(args.out) if args.out else Path(args.checkpoint).parent
-    pj, pm = report.save(out)
-    print(f"evaluation: {pj}, {pm}")
+        raise CommandError(f"--checkpoint {args.checkpoint}: no evaluator for model {model!r}; known: {sorted(EVALUATORS)}")
+    if args.motion is not None and model != "spgnet":
+        raise CommandError(f"--motion evaluates a lifting model (spgnet); {args.checkpoint} is a {model!r} checkpoint")
+    module = importlib.import_module(EVALUATORS[model])
+    if hasattr(module, "evaluate_checkpoint_sets"):
+        reports = module.evaluate_checkpoint_sets(args)
+    else:
+        reports = [("", module.evaluate_checkpoint(args))]
+    for i, (name, report) in enumerate(reports):
+        meta = report.meta
+        print(f"\n=== {model} on {meta.get('data', '?')}" + (f" ({meta['part']} part)" if meta.get("part") else "")
+              + (f", subjects {','.join(meta['subjects'])}" if meta.get("subjects") else ""))
+        print(report.table())
+        if args.breakdown:
+            print("\nper joint (MPJPE, mm):\n" + report.per_joint_table())
+            print("\nper sequence (mm):\n" + report.per_sequence_table())
+        pj, pm = report.save(out, stem="evaluation" if i == 0 else f"evaluation_{name}")
+        print(f"evaluation: {pj}, {pm}", file=sys.stdout)
     return 0

@@ -1,8 +1,12 @@
-"""``fastpose train MODEL ...``: train one of the models (``fastpose train spgnet --help``).
+"""``fastpose train MODEL ...``: train a model (``fastpose train spgnet --help``).
 
-Adding a model: write ``fastpose/train/<name>.py`` exposing ``add_arguments(parser)`` and
-``run(args) -> int``, and add ``"<name>": "fastpose.train.<name>"`` to :data:`MODELS`.
+Adding a model: write ``fastpose/train/<name>.py`` exposing ``run(args) -> int``, a torch-free
+function that adds its flags (``fastpose/train/args.py``), and add an entry to :data:`MODELS`.
 Every training module runs unchanged under ``torchrun --nproc_per_node N -m fastpose train ...``.
+
+Threads: without ``--threads``, a machine whose load average already reaches its core count gets
+one torch thread (OpenMP threads that wait for each other at every small kernel made a training
+step 10x slower with 2 threads than with 1 on a busy 2-core machine), an idle one torch's default.
 """
 
 from __future__ import annotations
@@ -10,43 +14,38 @@ from __future__ import annotations
 import argparse
 import importlib
 
+from ..train import args as train_args
+
 __all__ = ["MODELS", "add_parser"]
 
-#: model name -> module with add_arguments(parser) and run(args) -> int
-MODELS: dict[str, str] = {
-    "spgnet": "fastpose.train.spgnet",
-    "volumetric": "fastpose.train.volumetric",
+#: model name -> (one-line description, flag-adding function (torch-free), module with run(args) -> int)
+MODELS: dict[str, tuple[str, object, str]] = {
+    "spgnet": ("SPGNet 2D-to-3D temporal lifting (VideoPose3D-style) on synthetic, CMU or Human3.6M data",
+               train_args.add_spgnet_arguments, "fastpose.train.spgnet"),
+    "volumetric": ("the volumetric ResNet-50 image model on rendered or Human3.6M images",
+                   train_args.add_volumetric_arguments, "fastpose.train.volumetric"),
 }
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("train", help="train a model (spgnet, ...); see 'fastpose train MODEL --help'",
+    p = sub.add_parser("train", help="train a model (spgnet, volumetric); see 'fastpose train MODEL --help'",
                        description=__doc__.split("\n\n")[0])
     models = p.add_subparsers(dest="model", metavar="MODEL")
     models.required = True
-    for name, module in MODELS.items():
-        mod = importlib.import_module(module)
-        doc = (mod.__doc__ or name).strip().split("\n")[0]
-        mp = models.add_parser(name, help=doc, description=doc,
-                               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-        mod.add_arguments(mp)
-        mp.add_argument("--threads", type=int, default=None,
-                        help="torch CPU threads (default: torch's choice; 1 is faster on a busy machine)")
-        mp.set_defaults(func=_runner(mod.run))
+    for name, (doc, add_arguments, module) in MODELS.items():
+        mp = models.add_parser(name, help=doc, description=f"fastpose train {name}: train {doc}.")
+        add_arguments(mp)
+        mp.add_argument("--threads", type=train_args.positive_int, default=None,
+                        help="torch CPU threads (default: 1 when the machine is already busy, else torch's choice)")
+        mp.set_defaults(func=_runner(module))
 
 
-def _runner(run):
+def _runner(module: str):
     def func(args: argparse.Namespace) -> int:
-        _set_threads(args.threads)
-        return run(args)
+        from ..train import common
+
+        common.set_threads(args.threads)
+        return importlib.import_module(module).run(args)
 
     return func
 
-
-def _set_threads(n: int | None) -> None:
-    if n is not None:
-        import torch
-
-        if n < 1:
-            raise SystemExit(f"--threads must be >= 1, got {n}")
-        torch.set_num_threads(n)

@@ -9,12 +9,12 @@ __all__ = ["add_parser"]
 
 
 def add_parser(sub) -> None:
-    from fastpose.train.spgnet import add_data_arguments
+    from fastpose.train.args import add_data_arguments  # torch-free: the parser builds without torch
 
     p = sub.add_parser("visualize", help="draw input 2D, prediction and ground truth to PNG and GIF",
                        description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--checkpoint", required=True, help="an SPGNet checkpoint")
-    add_data_arguments(p)
+    add_data_arguments(p, default_data="synthetic")
     p.add_argument("--subject", default="S9")
     p.add_argument("--action", default="Walking", help="sequence name, e.g. 'Walking' or 'Walking 1'")
     p.add_argument("--camera", type=int, default=0, help="camera index 0-3")

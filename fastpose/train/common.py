@@ -15,6 +15,11 @@ nccl on CUDA), plus the small pieces every loop needs::
     restore_training_state(ckpt, model, optimizer, scheduler, scaler)
     shutdown_runtime(rt)
 
+The loop itself is shared too: a trainer builds its model, optimizer, scheduler and data, then
+calls :func:`resume_training` (with ``--resume``) and :func:`run_training` with a ``step(batch)``
+function (forward pass + loss) -- epochs, steps, checkpoints, ``max_steps`` / ``time_limit`` /
+Ctrl-C stops and exact resumption live here once.
+
 Checkpoints are dicts with a ``format`` tag, the architecture record ``arch`` (a JSON-friendly
 dict whose ``"model"`` key names the model; two checkpoints are compatible iff their ``arch``
 dicts are equal), the model/optimizer/scheduler/grad-scaler states, ``progress`` (epoch, step),
@@ -28,9 +33,13 @@ import json
 import math
 import os
 import random
+import signal
+import sys
 import tempfile
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,19 +48,33 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from .args import add_run_arguments, add_run_group
+from .config import RUN_CONTROL_FIELDS
+
 __all__ = [
     "CHECKPOINT_FORMAT",
+    "STOP_REASONS",
     "accumulate",
     "add_run_arguments",
     "add_run_group",
+    "check_resume_config",
+    "check_writable_dir",
     "jsonable",
     "CheckpointError",
+    "LoopResult",
+    "LoopState",
     "Runtime",
+    "StepOutput",
     "all_reduce_mean",
     "any_rank",
     "autocast",
     "init_runtime",
     "load_checkpoint",
+    "refuse_to_overwrite",
+    "resume_training",
+    "run_training",
+    "set_threads",
+    "threads_for_load",
     "make_grad_scaler",
     "make_loader",
     "make_lr_scheduler",
@@ -61,6 +84,7 @@ __all__ = [
     "seed_everything",
     "shutdown_runtime",
     "unwrap",
+    "warn_paper_size_on_cpu",
     "wrap_model",
 ]
 
@@ -343,14 +367,18 @@ def save_checkpoint(
         "rng": _rng_state(),
         "extra": dict(extra or {}),
     }
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
+    # A unique temporary name in the same directory, created with mode 0o666 so that the umask
+    # gives the file the permissions of every other output (mkstemp would make it 0600), then an
+    # atomic rename: a crash never leaves a half-written checkpoint under ``path``.
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
-        torch.save(ckpt, tmp)
+        with os.fdopen(fd, "wb") as f:
+            torch.save(ckpt, f)
         os.replace(tmp, path)
     finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        if tmp.exists():
+            tmp.unlink()
     return path
 
 
@@ -431,25 +459,360 @@ def jsonable(d: dict) -> dict:
     return json.loads(json.dumps(d, default=list))
 
 
-def add_run_arguments(parser, defaults) -> None:
-    """The flags every ``fastpose train MODEL`` shares: seed, AMP, compile, device (appended to the
-    current "optimisation" group's parser) and the "run" group (output, resume, checkpoints, limits).
+# ============================================================================================
+# threads, output directories
+# ============================================================================================
+def threads_for_load(default: int) -> int:
+    """One thread on a busy machine, else ``default`` (torch's choice).
 
-    ``defaults`` is the model's train-config instance (fields seed, device, out_dir)."""
-    parser.add_argument("--seed", type=int, default=defaults.seed)
-    parser.add_argument("--amp", action="store_true", help="mixed precision (bfloat16 on CPU, float16 on CUDA)")
-    parser.add_argument("--compile", action="store_true", help="torch.compile the model")
-    parser.add_argument("--device", default=defaults.device, help="auto, cpu, cuda, cuda:N")
+    When the 1-minute load average reaches the number of cores, OpenMP threads wait for each other
+    at every small kernel (we measured a 10x slower training step with 2 threads than with 1 on
+    a 2-core machine running other jobs).
+    """
+    try:
+        busy = os.getloadavg()[0] >= (os.cpu_count() or 1)
+    except OSError:  # not available on this platform
+        busy = False
+    return 1 if busy else default
 
 
-def add_run_group(parser, defaults):
-    """The "run" argument group shared by every ``fastpose train MODEL``; returns the group."""
-    g = parser.add_argument_group("run")
-    g.add_argument("--out", default=defaults.out_dir, help="output directory (checkpoint, evaluation)")
-    g.add_argument("--resume", default=None, help="checkpoint to resume from")
-    g.add_argument("--checkpoint-every", type=int, default=0, help="also checkpoint every N steps")
-    g.add_argument("--max-steps", type=int, default=None)
-    g.add_argument("--time-limit", type=float, default=None, help="minutes; stops resumably")
-    g.add_argument("--no-eval", action="store_true", help="skip the evaluation after training")
-    g.add_argument("--no-progress", action="store_true")
-    return g
+def set_threads(n: int | None) -> int:
+    """``torch.set_num_threads(n)``, or :func:`threads_for_load` of torch's default when ``n`` is None."""
+    if n is not None and n < 1:
+        raise ValueError(f"set_threads: the thread count must be >= 1, got {n}")
+    n = n if n is not None else threads_for_load(torch.get_num_threads())
+    torch.set_num_threads(n)
+    return n
+
+
+def warn_paper_size_on_cpu(what: str, instead: str) -> None:
+    """Warn (stderr) that a paper-size run is starting on a CPU, where it takes hours."""
+    print(f"warning: training {what} on the CPU takes hours; for minutes use '{instead}' "
+          f"(or a GPU: --device cuda)", file=sys.stderr, flush=True)
+
+
+def check_writable_dir(path: str | Path, flag: str = "--out") -> Path:
+    """Create ``path`` if needed and prove it writable by writing and removing a probe file.
+
+    Called before any training, so that an unwritable output directory is found in a second, not
+    after hours of training at the first checkpoint. Raises ``PermissionError`` /
+    ``NotADirectoryError`` / ``OSError`` whose message names ``flag`` and the path.
+    """
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise NotADirectoryError(f"{flag} {path}: exists and is not a directory") from None
+    except OSError as exc:
+        raise type(exc)(f"{flag} {path}: cannot create the directory ({exc.strerror or exc})") from None
+    if not path.is_dir():
+        raise NotADirectoryError(f"{flag} {path}: exists and is not a directory")
+    try:
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        raise PermissionError(f"{flag} {path}: the directory is not writable ({exc.strerror or exc})") from None
+    return path
+
+
+def refuse_to_overwrite(out_dir: str | Path, resume: str | None, overwrite: bool, command: str) -> None:
+    """Refuse a fresh run whose ``--out`` already holds another run's ``checkpoint.pt``.
+
+    Resuming that very checkpoint is fine, and so is ``--overwrite``; otherwise a new run would
+    silently replace the old one's weights (and evaluation) with its first epoch.
+    """
+    existing = Path(out_dir) / "checkpoint.pt"
+    if overwrite or not existing.exists():
+        return
+    if resume is not None and Path(resume).resolve() == existing.resolve():
+        return
+    raise FileExistsError(f"--out {out_dir} already holds a checkpoint.pt of another run: resume it with "
+                          f"'{command} --resume {existing}', choose another --out, or pass --overwrite to replace it")
+
+
+# ============================================================================================
+# the training loop shared by every model
+# ============================================================================================
+STOP_REASONS = ("finished", "max_steps", "time_limit", "interrupted")
+
+
+@dataclass
+class StepOutput:
+    """What a model's step function returns for one batch (before the optimizer step).
+
+    ``loss``: the scalar to back-propagate; ``terms``: scalars to average over the epoch (tensors
+    stay on the device, see :func:`accumulate`); ``batch_size``: the weight of these terms;
+    ``count``: samples for the throughput (e.g. frames = windows x output frames).
+    """
+
+    loss: torch.Tensor
+    terms: Mapping[str, Any]
+    batch_size: int
+    count: int
+
+
+@dataclass
+class LoopState:
+    """Position of a run: finished epochs, steps into the current epoch, steps in all, history."""
+
+    epoch: int = 0
+    step_in_epoch: int = 0
+    global_step: int = 0
+    history: list[dict] = field(default_factory=list)
+    epoch_sums: dict | None = None  # running sums of an epoch interrupted by a checkpoint (+ "n_seen")
+
+
+@dataclass
+class LoopResult:
+    """What :func:`run_training` did in this call."""
+
+    history: list[dict]
+    step_losses: list[float]
+    checkpoint: Path | None
+    finished: bool  # every epoch done
+    stop_reason: str  # one of STOP_REASONS
+    seconds: float
+    count: int  # samples (StepOutput.count) processed by this process
+    state: LoopState
+
+
+def _flatten_config(config: Mapping) -> dict:
+    """A train config with its nested ``data_config`` lifted to the top level (the flags' names)."""
+    flat = {k: v for k, v in config.items() if k != "data_config"}
+    for k, v in (config.get("data_config") or {}).items():
+        flat[k] = v
+    return flat
+
+
+def check_resume_config(ckpt: Mapping, config: Mapping, path: str | Path, log: Callable[[str], None] = print) -> None:
+    """Refuse to resume a run with settings that differ from the checkpoint's ``train_config``.
+
+    Compared: every field except :data:`fastpose.train.config.RUN_CONTROL_FIELDS` and those named in
+    ``config["override"]`` (flag names with '-' or '_'; the data flags by their own names:
+    ``data``, ``synthetic_frames``, ``train_subjects``, ...). A resumed run with another dataset or
+    schedule would mix two trainings and report a position (``step 23 of 174``) that means nothing.
+    """
+    saved = (ckpt.get("extra") or {}).get("train_config")
+    if saved is None:
+        log(f"warning: {path} records no training configuration (an older checkpoint): the settings of this "
+            f"run cannot be checked against it")
+        return
+    now, then = _flatten_config(jsonable(dict(config))), _flatten_config(saved)
+    override = {o.replace("-", "_") for o in config.get("override") or ()}
+    unknown = sorted(override - (set(now) | set(then)))
+    if unknown:
+        raise ValueError(f"--override: unknown setting(s) {unknown}; settings: {sorted(set(now) - RUN_CONTROL_FIELDS)}")
+    diffs = [k for k in sorted(set(now) | set(then))
+             if k not in RUN_CONTROL_FIELDS and k not in override and _norm(now.get(k)) != _norm(then.get(k))]
+    if diffs:
+        detail = "; ".join(f"{k}: checkpoint {then.get(k, '<missing>')!r}, this run {now.get(k, '<missing>')!r}"
+                           for k in diffs)
+        raise CheckpointError(f"cannot resume {path}: this run's settings differ from the checkpoint's ({detail}); "
+                              f"use the checkpoint's settings, or allow the change with --override {','.join(diffs)}")
+    changed = [k for k in sorted(override) if _norm(now.get(k)) != _norm(then.get(k))]
+    if changed:
+        log("resuming with overridden settings: " + ", ".join(f"{k} {then.get(k)!r} -> {now.get(k)!r}"
+                                                            for k in changed))
+
+
+def resume_training(
+    path: str | Path,
+    *,
+    arch: Mapping[str, Any],
+    config: Mapping[str, Any],
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    scaler: torch.amp.GradScaler | None,
+    rt: Runtime,
+    steps_per_epoch: int,
+    log: Callable[[str], None] = print,
+) -> LoopState:
+    """Load a checkpoint into the training objects and return where the run stopped.
+
+    Checks the architecture (:func:`load_checkpoint`) and the data/schedule settings
+    (:func:`check_resume_config`). When an override changed the steps per epoch (other data, batch
+    size or number of processes), the position inside the epoch cannot carry over: the run goes on
+    from the start of the next epoch.
+    """
+    ckpt = load_checkpoint(path, expected_arch=arch, map_location=rt.device)
+    check_resume_config(ckpt, config, path, log=log if rt.is_main else (lambda s: None))
+    prog = restore_training_state(ckpt, model, optimizer, scheduler, scaler)
+    state = LoopState(prog["epoch"], prog["step_in_epoch"], prog["global_step"],
+                      list((ckpt.get("extra") or {}).get("history", [])), prog.get("epoch_sums"))
+    saved_steps = prog.get("steps_per_epoch")
+    if saved_steps is not None and saved_steps != steps_per_epoch and state.step_in_epoch:
+        if rt.is_main:
+            log(f"the checkpoint stopped at step {state.step_in_epoch} of {saved_steps} per epoch, this run has "
+                f"{steps_per_epoch}: continuing from the start of epoch {state.epoch + 2}")
+        state.epoch, state.step_in_epoch, state.epoch_sums = state.epoch + 1, 0, None
+    if rt.is_main:
+        log(f"resumed from {path}: epoch {state.epoch + 1}, step {state.step_in_epoch} of {steps_per_epoch}")
+    return state
+
+
+class _InterruptFlag:
+    """While active, the first SIGINT (Ctrl-C) only sets ``self.set``: the loop stops at the end of
+    the current step -- the model, optimizer and scheduler consistent -- and checkpoints. A second
+    Ctrl-C raises KeyboardInterrupt at once (the previous handler is restored after the first)."""
+
+    def __init__(self) -> None:
+        self.set = False
+        self._previous = None
+
+    def __enter__(self) -> _InterruptFlag:
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        self.set = True
+        signal.signal(signal.SIGINT, self._previous)
+        print("\nCtrl-C: stopping after this step and saving a checkpoint (Ctrl-C again to abort at once)",
+              file=sys.stderr, flush=True)
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+def run_training(
+    *,
+    state: LoopState,
+    epochs: int,
+    steps_per_epoch: int,
+    net: nn.Module,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    scaler: torch.amp.GradScaler,
+    rt: Runtime,
+    loader_for_epoch: Callable[[int, int], Iterable],
+    step: Callable[[Any], StepOutput],
+    keys: Sequence[str],
+    checkpoint_path: Path,
+    arch: Mapping[str, Any],
+    config: Mapping[str, Any],
+    start_epoch: Callable[[int], None] | None = None,
+    describe_epoch: Callable[[int, dict], str] | None = None,
+    postfix: Callable[[dict], dict] | None = None,
+    checkpoint_every: int = 0,
+    max_steps: int | None = None,
+    time_limit: float | None = None,
+    progress: bool = True,
+    resume_command: str = "fastpose train ... --resume",
+    log: Callable[[str], None] = print,
+) -> LoopResult:
+    """The epoch / step / checkpoint / stop loop of every trainer.
+
+    Per epoch: ``start_epoch(epoch)`` (augmentation seed, BatchNorm momentum ...), then
+    ``loader_for_epoch(epoch, skip)`` -- a loader whose order depends only on (seed, epoch), with
+    the first ``skip`` batches dropped when resuming mid-epoch. Per batch: ``step(batch)`` runs
+    the forward pass and the loss; the loop zeroes the gradients, back-propagates (through the
+    grad scaler), steps the optimizer and the per-step scheduler, and averages ``keys`` of
+    ``{"loss": loss, **terms}`` weighted by the batch size.
+
+    Checkpoints (rank 0): at the end of every epoch, every ``checkpoint_every`` steps, and when
+    the run stops early -- ``max_steps`` optimizer steps in all, ``time_limit`` minutes of this
+    call, or Ctrl-C (SIGINT; the step in progress completes first). The checkpoint holds the
+    position, the running sums of the epoch and the RNG states, so a resumed run continues with
+    exactly the losses of an uninterrupted one. Under torchrun every rank stops at the same step.
+    After Ctrl-C the checkpoint is written, the resume command is logged and KeyboardInterrupt is
+    raised.
+    """
+    step_losses: list[torch.Tensor] = []
+    t0 = time.perf_counter()
+    count = 0
+    reason: str | None = None
+    sums: dict = {}
+    n_seen = 0
+
+    def save(why: str) -> Path:
+        progress_ = {"epoch": state.epoch, "step_in_epoch": state.step_in_epoch, "global_step": state.global_step,
+                     "steps_per_epoch": steps_per_epoch,
+                     "epoch_sums": ({**{k: float(v) for k, v in sums.items()}, "n_seen": n_seen}
+                                    if state.step_in_epoch else None)}
+        extra = {"history": state.history, "train_config": jsonable(dict(config)), "reason": why}
+        return save_checkpoint(checkpoint_path, arch=arch, model=model, optimizer=optimizer, scheduler=scheduler,
+                               scaler=scaler, progress=progress_, extra=extra)
+
+    with _InterruptFlag() as interrupt:
+        while state.epoch < epochs:
+            if start_epoch is not None:
+                start_epoch(state.epoch)
+            loader = loader_for_epoch(state.epoch, state.step_in_epoch)
+            net.train()
+            sums = dict.fromkeys(keys, 0.0)
+            n_seen = 0
+            if state.epoch_sums is not None and state.step_in_epoch:  # continue this epoch's running means
+                resumed = dict(state.epoch_sums)
+                n_seen = int(resumed.pop("n_seen"))
+                sums.update({k: v for k, v in resumed.items() if k in sums})
+            state.epoch_sums = None
+            bar = progress_bar(loader, total=steps_per_epoch, initial=state.step_in_epoch,
+                               desc=f"epoch {state.epoch + 1}/{epochs}", enabled=rt.is_main and progress)
+            for batch in bar:
+                out = step(batch)
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(out.loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+                scheduler.step()
+                state.step_in_epoch += 1
+                state.global_step += 1
+                n_seen += out.batch_size
+                count += out.count
+                step_losses.append(out.loss.detach())
+                accumulate(sums, {"loss": out.loss, **out.terms}, out.batch_size)
+                if postfix is not None and (state.step_in_epoch % 10 == 0 or state.step_in_epoch == steps_per_epoch):
+                    bar.set_postfix(postfix({k: float(v) / max(n_seen, 1) for k, v in sums.items()}))
+                if checkpoint_every and state.global_step % checkpoint_every == 0 and rt.is_main:
+                    save("periodic")
+                reason = _stop_reason(state.global_step, max_steps, time_limit, t0, interrupt.set, rt)
+                if reason is not None:
+                    break
+            bar.close()
+            if state.step_in_epoch >= steps_per_epoch:  # the epoch is complete
+                means = {k: all_reduce_mean(v / max(n_seen, 1), rt) for k, v in sums.items()}
+                state.history.append({"epoch": state.epoch + 1, **means, "lr": scheduler.get_last_lr()[0],
+                                      "seconds": time.perf_counter() - t0})
+                if rt.is_main and describe_epoch is not None:
+                    log(describe_epoch(state.epoch + 1, means))
+                state.epoch += 1
+                state.step_in_epoch = 0
+            if rt.is_main:
+                save(reason or "epoch")
+            if reason is not None:
+                break
+    seconds = time.perf_counter() - t0
+    finished = state.epoch >= epochs
+    stop_reason = "finished" if finished else (reason or "finished")
+    if not finished and rt.is_main:
+        why = {"max_steps": f"max_steps={max_steps} reached", "time_limit": f"time_limit={time_limit} min reached",
+               "interrupted": "interrupted (Ctrl-C)"}[stop_reason]
+        log(f"stopped at epoch {state.epoch + 1}, step {state.step_in_epoch} of {steps_per_epoch}: {why}; "
+            f"checkpoint {checkpoint_path} saved; resume with: {resume_command} {checkpoint_path}")
+    if stop_reason == "interrupted":
+        raise KeyboardInterrupt(f"training interrupted; checkpoint {checkpoint_path} saved")
+    return LoopResult(history=state.history, step_losses=[float(v) for v in step_losses],
+                      checkpoint=checkpoint_path if rt.is_main else None, finished=finished, stop_reason=stop_reason,
+                      seconds=seconds, count=count, state=state)
+
+
+def _stop_reason(global_step: int, max_steps: int | None, time_limit: float | None, t0: float,
+                 interrupted: bool, rt: Runtime) -> str | None:
+    """Why to stop after this step (None: go on); the same answer on every rank."""
+    flags = [interrupted, time_limit is not None and time.perf_counter() - t0 > 60 * time_limit]
+    if rt.distributed:
+        t = torch.tensor([float(f) for f in flags], device=rt.device if rt.device.type == "cuda" else "cpu")
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        flags = [bool(v > 0) for v in t.tolist()]
+    if flags[0]:
+        return "interrupted"
+    if max_steps is not None and global_step >= max_steps:
+        return "max_steps"
+    if flags[1]:
+        return "time_limit"
+    return None

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,18 +23,28 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data import TEST_SUBJECTS, TRAIN_SUBJECTS, PoseSequence, SyntheticConfig, WindowDataset, load_sequences
+from ..commands import CommandError
+from ..data import PoseSequence, SyntheticConfig, WindowDataset, load_sequences
 from ..evaluate import EvaluationReport, evaluate_sequences
-from ..models.spgnet import SPGNet, SPGNetConfig, SPGNetLossWeights, spgnet_loss
+from ..models.spgnet import SPGNet, SPGNetConfig, spgnet_loss
 from . import common
+from .args import BUILTIN_DATA, add_data_arguments, data_config_from_args, spgnet_config
+from .args import add_spgnet_arguments as add_arguments
+from .config import DEMO_PRESET, PAPER_PRESET, TEST_SUBJECTS, SPGNetTrainConfig
 
 __all__ = [
+    "DEMO_PRESET",
+    "PAPER_PRESET",
     "SPGNetTrainConfig",
     "TrainResult",
     "add_arguments",
+    "add_data_arguments",
     "add_evaluate_arguments",
+    "config_from_args",
     "evaluate_checkpoint",
+    "evaluate_checkpoint_sets",
     "evaluate_spgnet",
+    "load_data",
     "load_spgnet",
     "predict_for_figure",
     "run",
@@ -43,52 +52,6 @@ __all__ = [
 ]
 
 _BN_MOMENTUM = (0.1, 0.001)  # initial, final (VideoPose3D)
-
-
-@dataclass
-class SPGNetTrainConfig:
-    """Everything that defines a training run (the CLI flags map one to one)."""
-
-    # model
-    filter_widths: tuple[int, ...] = (3, 3, 3)
-    channels: int = 1024
-    dropout: float = 0.25
-    trajectory: bool = True
-    # optimisation
-    epochs: int = 20
-    batch_size: int = 1024
-    lr: float = 1e-3
-    lr_decay: float = 0.95
-    frame_stride: int = 1
-    flip: bool = True
-    # Loss weights. The auxiliary terms share the trunk with the pose: at weight 1 the
-    # trajectory and re-projection terms cost ~10 mm of pose MPJPE in short runs on the
-    # synthetic set (measured: 57.8 -> 47.7 mm train MPJPE after 6 epochs with 0.1), so they
-    # default to 0.1.
-    loss_pose: float = 1.0
-    loss_trajectory: float = 0.1
-    loss_reprojection: float = 0.1
-    loss_bone: float = 0.1
-    seed: int = 0
-    amp: bool = False
-    compile: bool = False
-    device: str = "auto"
-    # run control
-    out_dir: str = "outputs/spgnet"
-    resume: str | None = None
-    checkpoint_every: int = 0  # also checkpoint every N steps (0: at epoch ends only)
-    max_steps: int | None = None  # stop after this many optimizer steps in total
-    time_limit: float | None = None  # stop after this many minutes (checkpointed, resumable)
-    progress: bool = True
-
-    @property
-    def model_config(self) -> SPGNetConfig:
-        return SPGNetConfig(filter_widths=tuple(self.filter_widths), channels=self.channels,
-                            dropout=self.dropout, trajectory=self.trajectory)
-
-    @property
-    def loss_weights(self) -> SPGNetLossWeights:
-        return SPGNetLossWeights(self.loss_pose, self.loss_trajectory, self.loss_reprojection, self.loss_bone)
 
 
 @dataclass
@@ -100,6 +63,9 @@ class TrainResult:
     finished: bool = False  # all epochs done (False: stopped by max_steps/time_limit)
     seconds: float = 0.0
     frames_per_second: float = 0.0
+    stop_reason: str = "finished"  # "finished", "max_steps" or "time_limit" (common.STOP_REASONS)
+    global_step: int = 0  # optimizer steps in all (including a resumed run's earlier ones)
+    steps_total: int = 0  # optimizer steps of the whole schedule (epochs x steps per epoch)
 
 
 def train_spgnet(
@@ -109,7 +75,13 @@ def train_spgnet(
     runtime: common.Runtime | None = None,
     log: Callable[[str], None] = print,
 ) -> TrainResult:
-    """Train (or resume training of) SPGNet on ``train_sequences``; see the module docstring."""
+    """Train (or resume training of) SPGNet on ``train_sequences``; see the module docstring.
+
+    The loop (epochs, checkpoints, ``max_steps`` / ``time_limit`` / Ctrl-C stops, exact resume)
+    is :func:`fastpose.train.common.run_training`; this function builds the model, the windows
+    (``WindowDataset``: receptive-field windows, ``frames_out`` output frames, flips) and the step.
+    Ctrl-C saves a resumable checkpoint, logs how to resume and raises KeyboardInterrupt.
+    """
     rt = runtime or common.init_runtime(cfg.device)
     common.seed_everything(cfg.seed)
     mcfg = cfg.model_config
@@ -124,20 +96,15 @@ def train_spgnet(
     steps_per_epoch = math.ceil(math.ceil(len(dataset) / rt.world_size) / cfg.batch_size)
     scheduler = common.make_lr_scheduler(optimizer, "exponential", steps_per_epoch, gamma=cfg.lr_decay)
     scaler = common.make_grad_scaler(rt.device, cfg.amp)
-    out_dir = Path(cfg.out_dir)
-    ckpt_path = out_dir / "checkpoint.pt"
+    ckpt_path = Path(cfg.out_dir) / "checkpoint.pt"
+    arch = mcfg.to_dict()
+    config = asdict(cfg)
 
-    epoch, step_in_epoch, global_step = 0, 0, 0
-    history: list[dict] = []
-    resumed_sums: dict | None = None  # running sums of an epoch interrupted by a checkpoint
+    state = common.LoopState()
     if cfg.resume:
-        ckpt = common.load_checkpoint(cfg.resume, expected_arch=mcfg.to_dict(), map_location=rt.device)
-        prog = common.restore_training_state(ckpt, model, optimizer, scheduler, scaler)
-        epoch, step_in_epoch, global_step = prog["epoch"], prog["step_in_epoch"], prog["global_step"]
-        resumed_sums = prog.get("epoch_sums")
-        history = list(ckpt.get("extra", {}).get("history", []))
-        if rt.is_main:
-            log(f"resumed from {cfg.resume}: epoch {epoch + 1}, step {step_in_epoch} of {steps_per_epoch}")
+        state = common.resume_training(cfg.resume, arch=arch, config=config, model=model, optimizer=optimizer,
+                                       scheduler=scheduler, scaler=scaler, rt=rt, steps_per_epoch=steps_per_epoch,
+                                       log=log)
 
     net = common.wrap_model(model, rt, compile=cfg.compile)
     pad = mcfg.receptive_field // 2
@@ -147,94 +114,45 @@ def train_spgnet(
             f"{n_par / 1e6:.2f} M parameters) on {rt.device} x{rt.world_size}; {len(dataset)} windows, "
             f"{steps_per_epoch} steps/epoch, {cfg.epochs} epochs")
 
-    def save(reason: str) -> Path:
-        progress = {"epoch": epoch, "step_in_epoch": step_in_epoch, "global_step": global_step,
-                    "epoch_sums": ({**{k: float(v) for k, v in sums.items()}, "n_seen": n_seen}
-                                   if step_in_epoch else None)}
-        extra = {"history": history, "train_config": common.jsonable(asdict(cfg)), "reason": reason}
-        return common.save_checkpoint(ckpt_path, arch=mcfg.to_dict(), model=model, optimizer=optimizer,
-                                      scheduler=scheduler, scaler=scaler, progress=progress, extra=extra)
-
-    step_losses: list[torch.Tensor] = []
-    t0 = time.perf_counter()
-    frames_seen = 0
-    stopped = False
-    while epoch < cfg.epochs:
-        dataset.set_epoch(epoch)
+    def start_epoch(epoch: int) -> None:
+        dataset.set_epoch(epoch)  # flips depend on (seed, epoch)
         mom = _BN_MOMENTUM[0] * math.exp(-epoch / cfg.epochs * math.log(_BN_MOMENTUM[0] / _BN_MOMENTUM[1]))
         model.set_bn_momentum(mom)
-        loader = common.make_loader(dataset, cfg.batch_size, rt, seed=cfg.seed, shuffle=True, epoch=epoch,
-                                    skip_batches=step_in_epoch)
-        net.train()
-        sums = dict.fromkeys(("loss", "pose", "trajectory", "reprojection", "bone"), 0.0)
-        n_seen = 0
-        if resumed_sums is not None and step_in_epoch:  # continue this epoch's running means
-            n_seen = resumed_sums.pop("n_seen")
-            sums.update(resumed_sums)
-        resumed_sums = None
-        bar = common.progress_bar(loader, total=steps_per_epoch, initial=step_in_epoch,
-                                  desc=f"epoch {epoch + 1}/{cfg.epochs}", enabled=rt.is_main and cfg.progress)
-        for batch in bar:
-            kp = batch["keypoints_2d"].to(rt.device, non_blocking=True)  # (B, R + k - 1, J, 2)
-            gt = batch["positions_3d"].to(rt.device, non_blocking=True)  # (B, k, J, 3)
-            cam = batch["camera"].to(rt.device, non_blocking=True)  # (B, 9)
-            with common.autocast(rt.device, cfg.amp):
-                out = net(kp, strided=True)
-            # the loss is computed in float32 outside autocast; its 2D term compares the
-            # re-projection with the input keypoints of the k output frames
-            loss, terms = spgnet_loss(out, gt, kp[:, pad : pad + frames_out], cam, weights)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            step_in_epoch += 1
-            global_step += 1
-            b = kp.shape[0]
-            n_seen += b
-            frames_seen += b * frames_out
-            step_losses.append(loss.detach())
-            common.accumulate(sums, {"loss": loss, **terms}, b)
-            if step_in_epoch % 10 == 0 or step_in_epoch == steps_per_epoch:
-                bar.set_postfix(loss=f"{sums['loss'] / n_seen:.4f}", mpjpe=f"{1000 * sums['pose'] / n_seen:.1f}mm",
-                                lr=f"{scheduler.get_last_lr()[0]:.2e}")
-            if cfg.checkpoint_every and global_step % cfg.checkpoint_every == 0 and rt.is_main:
-                save("periodic")
-            over_time = cfg.time_limit is not None and time.perf_counter() - t0 > 60 * cfg.time_limit
-            if cfg.time_limit is not None:
-                over_time = common.any_rank(over_time, rt)  # every rank stops at the same step
-            if (cfg.max_steps is not None and global_step >= cfg.max_steps) or over_time:
-                stopped = True
-                break
-        bar.close()
-        if step_in_epoch >= steps_per_epoch:  # the epoch is complete
-            means = {k: common.all_reduce_mean(v / max(n_seen, 1), rt) for k, v in sums.items()}
-            history.append({"epoch": epoch + 1, **means, "lr": scheduler.get_last_lr()[0],
-                            "seconds": time.perf_counter() - t0})
-            if rt.is_main:
-                log(f"epoch {epoch + 1}: loss {means['loss']:.4f}  pose MPJPE {1000 * means['pose']:.1f} mm  "
-                    f"traj {1000 * means['trajectory']:.1f} mm  2D {means['reprojection']:.4f}  "
-                    f"bone {1000 * means['bone']:.2f} mm")
-            epoch += 1
-            step_in_epoch = 0
-        if rt.is_main:
-            save("stopped" if stopped else "epoch")
-        if stopped:
-            break
-    seconds = time.perf_counter() - t0
-    finished = epoch >= cfg.epochs
-    if not finished and rt.is_main:
-        log(f"stopped at epoch {epoch + 1}, step {step_in_epoch} of {steps_per_epoch} (max_steps/time_limit); "
-            f"resume with --resume {ckpt_path}")
+
+    def loader_for_epoch(epoch: int, skip: int):
+        return common.make_loader(dataset, cfg.batch_size, rt, seed=cfg.seed, shuffle=True, epoch=epoch,
+                                  skip_batches=skip)
+
+    def step(batch) -> common.StepOutput:
+        kp = batch["keypoints_2d"].to(rt.device, non_blocking=True)  # (B, R + k - 1, J, 2)
+        gt = batch["positions_3d"].to(rt.device, non_blocking=True)  # (B, k, J, 3)
+        cam = batch["camera"].to(rt.device, non_blocking=True)  # (B, 9)
+        with common.autocast(rt.device, cfg.amp):
+            out = net(kp, strided=True)
+        # the loss is computed in float32 outside autocast; its 2D term compares the
+        # re-projection with the input keypoints of the k output frames
+        loss, terms = spgnet_loss(out, gt, kp[:, pad : pad + frames_out], cam, weights)
+        return common.StepOutput(loss, terms, kp.shape[0], kp.shape[0] * frames_out)
+
+    res = common.run_training(
+        state=state, epochs=cfg.epochs, steps_per_epoch=steps_per_epoch, net=net, model=model, optimizer=optimizer,
+        scheduler=scheduler, scaler=scaler, rt=rt, loader_for_epoch=loader_for_epoch, step=step,
+        keys=("loss", "pose", "trajectory", "reprojection", "bone"), checkpoint_path=ckpt_path, arch=arch,
+        config=config, start_epoch=start_epoch,
+        describe_epoch=lambda e, m: (f"epoch {e}: loss {m['loss']:.4f}  pose MPJPE {1000 * m['pose']:.1f} mm  "
+                                     f"traj {1000 * m['trajectory']:.1f} mm  2D {m['reprojection']:.4f}  "
+                                     f"bone {1000 * m['bone']:.2f} mm"),
+        postfix=lambda m: {"loss": f"{m['loss']:.4f}", "mpjpe": f"{1000 * m['pose']:.1f}mm",
+                           "lr": f"{scheduler.get_last_lr()[0]:.2e}"},
+        checkpoint_every=cfg.checkpoint_every, max_steps=cfg.max_steps, time_limit=cfg.time_limit,
+        progress=cfg.progress, resume_command="fastpose train spgnet <same flags> --resume", log=log,
+    )
     model.eval()
     return TrainResult(
-        model=model,
-        history=history,
-        step_losses=[float(v) for v in step_losses],
-        checkpoint=ckpt_path if rt.is_main else None,
-        finished=finished,
-        seconds=seconds,
-        frames_per_second=frames_seen * rt.world_size / max(seconds, 1e-9),
+        model=model, history=res.history, step_losses=res.step_losses, checkpoint=res.checkpoint,
+        finished=res.finished, seconds=res.seconds,
+        frames_per_second=res.count * rt.world_size / max(res.seconds, 1e-9), stop_reason=res.stop_reason,
+        global_step=res.state.global_step, steps_total=cfg.epochs * steps_per_epoch,
     )
 
 
@@ -245,19 +163,22 @@ def evaluate_spgnet(
     flip_test: bool = True,
     progress: bool = False,
     meta: dict | None = None,
+    protocol: str = "videopose3d",
 ) -> tuple[EvaluationReport, dict[tuple[str, str, int], np.ndarray]]:
-    """Per-action report of ``model`` on ``sequences`` and the predictions (root-relative, metres)
-    keyed by (subject, action, camera)."""
+    """Per-action report of ``model`` on ``sequences`` (with per-joint and per-sequence
+    breakdowns, :mod:`fastpose.evaluate`) and the predictions (root-relative, metres) keyed by
+    (subject, sequence name, camera) -- the name is the action for Human3.6M-style data, the
+    sequence's key for motion files."""
     model.eval()
     preds: dict[tuple[str, str, int], np.ndarray] = {}
 
     def predict(seq: PoseSequence) -> np.ndarray:
         pose = model.predict(seq.keypoints_2d, flip_test=flip_test).pose.float().cpu().numpy()  # (T, J, 3)
-        preds[(seq.subject, seq.action, seq.camera_index)] = pose
+        preds[(seq.subject, getattr(seq, "name", "") or seq.action, seq.camera_index)] = pose
         return pose
 
     meta = {"model": "spgnet", "flip_test": flip_test, **(meta or {})}
-    report = evaluate_sequences(sequences, predict, progress=progress, meta=meta)
+    report = evaluate_sequences(sequences, predict, progress=progress, meta=meta, protocol=protocol)
     return report, preds
 
 
@@ -272,112 +193,177 @@ def load_spgnet(path: str | Path, device: str | torch.device = "cpu") -> tuple[S
 # ============================================================================================
 # command line
 # ============================================================================================
-def add_data_arguments(parser: argparse.ArgumentParser) -> None:
-    """--data/--keypoints/--synthetic-* (shared by train, evaluate, visualize)."""
-    g = parser.add_argument_group("data")
-    g.add_argument("--data", default="synthetic",
-                   help="'synthetic' (built-in, generated in memory) or a directory with data_3d_h36m.npz "
-                        "and data_2d_h36m_<keypoints>.npz (VideoPose3D layout)")
-    g.add_argument("--keypoints", default="gt", help="2D detections name: data_2d_h36m_<keypoints>.npz")
-    g.add_argument("--actions", default=None, help="comma-separated action groups (default: all)")
-    g.add_argument("--synthetic-frames", type=int, default=300, help="mean frames per synthetic sequence")
-    g.add_argument("--synthetic-seed", type=int, default=0)
-    g.add_argument("--synthetic-noise", type=float, default=0.0, help="2D noise std in pixels (synthetic)")
-    g.add_argument("--synthetic-drop", type=float, default=0.0, help="dropped-joint probability (synthetic)")
-
-
-def load_data(args: argparse.Namespace, subjects: Sequence[str]) -> list[PoseSequence]:
-    syn = SyntheticConfig(seed=args.synthetic_seed, frames=args.synthetic_frames,
-                          noise_px=args.synthetic_noise, drop_prob=args.synthetic_drop)
-    actions = args.actions.split(",") if args.actions else None
-    return load_sequences(args.data, subjects, keypoints=args.keypoints, actions=actions, synthetic=syn)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Flags of ``fastpose train spgnet``."""
-    d = SPGNetTrainConfig()
-    add_data_arguments(parser)
-    parser.add_argument("--train-subjects", default=",".join(TRAIN_SUBJECTS))
-    parser.add_argument("--test-subjects", default=",".join(TEST_SUBJECTS))
-    g = parser.add_argument_group("model")
-    g.add_argument("--arch", default="3,3,3", help="filter widths: 3,3,3 (27 frames), 3,3,3,3 (81), "
-                                                   "3,3,3,3,3 (243)")
-    g.add_argument("--channels", type=int, default=d.channels)
-    g.add_argument("--dropout", type=float, default=d.dropout)
-    g.add_argument("--no-trajectory", action="store_true", help="no global-position head (and no 2D loss)")
-    g = parser.add_argument_group("optimisation")
-    g.add_argument("--epochs", type=int, default=d.epochs)
-    g.add_argument("--batch-size", type=int, default=d.batch_size)
-    g.add_argument("--lr", type=float, default=d.lr)
-    g.add_argument("--lr-decay", type=float, default=d.lr_decay, help="exponential decay per epoch")
-    g.add_argument("--frame-stride", type=int, default=d.frame_stride, help="train on every N-th frame")
-    g.add_argument("--no-flip", action="store_true", help="no horizontal flip augmentation")
-    g.add_argument("--loss-weights", default="1,0.1,0.1,0.1",
-                   help="pose,trajectory,reprojection,bone weights of the loss terms")
-    common.add_run_arguments(g, d)
-    g = common.add_run_group(parser, d)
-    g.add_argument("--no-flip-test", action="store_true", help="no test-time flip augmentation")
-
-
 def config_from_args(args: argparse.Namespace) -> SPGNetTrainConfig:
+    """The :class:`SPGNetTrainConfig` of parsed ``fastpose train spgnet`` flags (a bad combination
+    raises :class:`fastpose.commands.CommandError`)."""
     try:
-        widths = tuple(int(w) for w in args.arch.split(","))
-        lw = [float(w) for w in args.loss_weights.split(",")]
+        return spgnet_config(args)
     except ValueError as exc:
-        raise SystemExit(f"fastpose train spgnet: --arch/--loss-weights must be comma-separated numbers: {exc}") from None
-    if len(lw) != 4:
-        raise SystemExit(f"fastpose train spgnet: --loss-weights needs 4 values (pose,trajectory,reprojection,"
-                         f"bone), got {args.loss_weights!r}")
-    return SPGNetTrainConfig(
-        filter_widths=widths, channels=args.channels, dropout=args.dropout, trajectory=not args.no_trajectory,
-        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, lr_decay=args.lr_decay,
-        frame_stride=args.frame_stride, flip=not args.no_flip, loss_pose=lw[0], loss_trajectory=lw[1],
-        loss_reprojection=lw[2], loss_bone=lw[3], seed=args.seed, amp=args.amp, compile=args.compile,
-        device=args.device, out_dir=args.out, resume=args.resume, checkpoint_every=args.checkpoint_every,
-        max_steps=args.max_steps, time_limit=args.time_limit, progress=not args.no_progress,
-    )
+        raise CommandError(str(exc)) from None
+
+
+def load_data(args: argparse.Namespace | dict, subjects: Sequence[str], *, part: str = "train") -> list[PoseSequence]:
+    """Lifting sequences of ``subjects`` from parsed data flags or a checkpoint's ``data_config``.
+
+    ``part``: which part of a built-in or split motion set ("train", "test", "all"); the
+    synthetic set and Human3.6M directories choose by subject alone.
+    """
+    dc = args if isinstance(args, dict) else data_config_from_args(args)
+    syn = SyntheticConfig(seed=dc["synthetic_seed"], frames=dc["synthetic_frames"], noise_px=dc["noise_px"],
+                          drop_prob=dc["synthetic_drop"])
+    data = dc["data"]
+    if data not in BUILTIN_DATA and not Path(data).exists():
+        raise CommandError(f"--data: expected 'synthetic', 'cmu', 'synthetic+cmu', a Human3.6M directory or a motion "
+                           f"file (.npz), received {data!r} (no such file or directory)")
+    return load_sequences(data, subjects, keypoints=dc["keypoints"], actions=dc.get("actions"), synthetic=syn,
+                          part=part, noise_px=dc["noise_px"], seed=dc["synthetic_seed"])
+
+
+def _eval_sets(dc: dict, eval_on: Sequence[str]) -> list[tuple[str, dict, str, str]]:
+    """(name, data config, part, description) of each held-out set evaluated after training.
+
+    The training data's own held-out part comes first when it is a user's directory or motion
+    file; then ``eval_on``: "synthetic" (the synthetic test subjects) and "cmu" (the built-in real
+    motion's held-out part seen through the test subjects' cameras).
+    """
+    bad = [n for n in eval_on if n not in ("synthetic", "cmu")]
+    if bad:
+        raise CommandError(f"--eval-on: expected names from ['synthetic', 'cmu'], received {','.join(eval_on)!r}")
+    subjects = ",".join(dc["test_subjects"])
+    sets = []
+    if dc["data"] not in BUILTIN_DATA:
+        part = "test" if Path(dc["data"]).is_file() else "train"  # a directory: by subject
+        sets.append(("data", dc, part, f"{dc['data']}, held-out subjects {subjects}"))
+    for name in eval_on:
+        desc = {"synthetic": f"synthetic held-out subjects {subjects}",
+                "cmu": f"real held-out CMU motion (test part) through the cameras of {subjects}"}[name]
+        # an --actions filter names the training data's actions: it applies to this set only if the
+        # training data includes it (Human3.6M names vs CMU motion categories such as "Walk")
+        actions = dc.get("actions") if name in str(dc["data"]).split("+") else None
+        sets.append((name, {**dc, "data": name, "actions": actions}, "test", desc))
+    return sets
+
+
+def _resolve_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
 
 
 def run(args: argparse.Namespace) -> int:
-    """``fastpose train spgnet``: train, checkpoint, then evaluate per action on the test subjects."""
+    """``fastpose train spgnet``: check the output, train, checkpoint, then evaluate every held-out set.
+
+    A run stopped by ``--max-steps`` / ``--time-limit`` is evaluated too (and says so); Ctrl-C
+    saves a resumable checkpoint and exits (status 130) without evaluating.
+    """
     cfg = config_from_args(args)
+    eval_sets = [] if args.no_eval else _eval_sets(cfg.data_config, args.eval_on)
+    common.check_writable_dir(cfg.out_dir)
+    common.refuse_to_overwrite(cfg.out_dir, cfg.resume, args.overwrite, "fastpose train spgnet")
     rt = common.init_runtime(cfg.device)
     try:
-        train_seqs = load_data(args, args.train_subjects.split(","))
+        if rt.is_main and rt.device.type == "cpu" and cfg.channels >= PAPER_PRESET["channels"]:
+            common.warn_paper_size_on_cpu(f"SPGNet with {cfg.channels} channels and batch {cfg.batch_size}",
+                                          "fastpose train spgnet --preset demo")
+        train_seqs = load_data(cfg.data_config, cfg.data_config["train_subjects"], part="train")
         result = train_spgnet(cfg, train_seqs, runtime=rt)
         if rt.is_main:
             print(f"checkpoint: {result.checkpoint}  ({result.frames_per_second:.0f} frames/s)")
-            if not args.no_eval and result.finished:
-                test_seqs = load_data(args, args.test_subjects.split(","))
-                report, _ = evaluate_spgnet(result.model, test_seqs, flip_test=not args.no_flip_test,
-                                            progress=cfg.progress, meta={"checkpoint": str(result.checkpoint)})
-                print(report.table())
-                pj, pm = report.save(cfg.out_dir)
-                print(f"evaluation: {pj}, {pm}")
+            if not result.finished:
+                print(f"note: training stopped early ({result.stop_reason}: step {result.global_step} of "
+                      f"{result.steps_total}); evaluating the partly trained model")
+            for i, (name, dc, part, desc) in enumerate(eval_sets):
+                _evaluate_set(result, cfg, args, name, dc, part, desc, stem="evaluation" if i == 0 else
+                              f"evaluation_{name}")
     finally:
         common.shutdown_runtime(rt)
     return 0
 
 
+def _evaluate_set(result: TrainResult, cfg: SPGNetTrainConfig, args, name: str, dc: dict, part: str, desc: str,
+                  stem: str) -> None:
+    from ..data import DataError
+
+    print(f"\n=== held-out: {desc}")
+    try:
+        seqs = load_data(dc, dc["test_subjects"], part=part)
+    except (DataError, FileNotFoundError) as exc:  # e.g. no built-in real motion in this installation
+        print(f"not evaluated: {exc}")
+        return
+    meta = {"checkpoint": str(result.checkpoint), "eval_set": name, "description": desc, **_data_meta(dc, part),
+            "finished_schedule": result.finished, "stop_reason": result.stop_reason,
+            "trained_steps": result.global_step, "schedule_steps": result.steps_total}
+    report, _ = evaluate_spgnet(result.model, seqs, flip_test=not args.no_flip_test, progress=cfg.progress, meta=meta)
+    print(report.table())
+    pj, pm = report.save(cfg.out_dir, stem=stem)
+    print(f"evaluation ({name}): {pj}, {pm}")
+
+
+def _data_meta(dc: dict, part: str) -> dict:
+    """What evaluation.json records about the data: source, part, keypoints, synthetic frames/seed, noise."""
+    return {"data": dc["data"], "part": part, "keypoints": dc["keypoints"], "actions": dc.get("actions"),
+            "subjects": list(dc["test_subjects"]), "synthetic_frames": dc["synthetic_frames"],
+            "synthetic_seed": dc["synthetic_seed"], "noise_px": dc["noise_px"],
+            "synthetic_drop": dc["synthetic_drop"]}
+
+
 def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
-    """Data flags of ``fastpose evaluate`` / ``fastpose visualize`` for an SPGNet checkpoint."""
-    add_data_arguments(parser)
-    parser.add_argument("--subjects", default=",".join(TEST_SUBJECTS), help="subjects to evaluate")
+    """Data flags of ``fastpose evaluate`` (every model; defaults: as the checkpoint was trained)."""
+    from .args import add_evaluate_arguments as add
+
+    add(parser)
+
+
+def _checkpoint_data_config(ckpt: dict) -> dict:
+    """The data the checkpoint was trained on (``train_config.data_config``); older checkpoints
+    that do not record it read as the built-in synthetic set with the old defaults."""
+    saved = ((ckpt.get("extra") or {}).get("train_config") or {}).get("data_config") or {}
+    base = {"data": "synthetic", "keypoints": "gt", "actions": None, "synthetic_frames": 300, "synthetic_seed": 0,
+            "noise_px": 0.0, "synthetic_drop": 0.0, "train_subjects": ["S1", "S5", "S6", "S7", "S8"],
+            "test_subjects": list(TEST_SUBJECTS)}
+    return {**base, **saved}
+
+
+def evaluate_checkpoint_sets(args: argparse.Namespace) -> list[tuple[str, EvaluationReport]]:
+    """``fastpose evaluate`` for an SPGNet checkpoint: [(name, report)] with per-action tables and
+    per-joint / per-sequence breakdowns.
+
+    The data is the checkpoint's (its ``data_config``) unless flags say otherwise; the built-in
+    sources are scored on their held-out part, one report per source ("synthetic+cmu": the
+    synthetic test subjects, then the real CMU motion). ``--motion FILE`` scores a motion file
+    (all of it, or ``--part``) through ``--subjects``' cameras.
+    """
+    device = _resolve_device(args.device)
+    model, ckpt = load_spgnet(args.checkpoint, device=device)
+    dc = _checkpoint_data_config(ckpt)
+    for key in ("data", "keypoints", "synthetic_frames", "synthetic_seed", "noise_px", "synthetic_drop"):
+        if getattr(args, key, None) is not None:
+            dc[key] = getattr(args, key)
+    if args.actions is not None:
+        dc["actions"] = list(args.actions)
+    if args.motion is not None:
+        dc["data"] = str(args.motion)
+    if args.subjects is not None:
+        dc["test_subjects"] = list(args.subjects)
+    sources = ["synthetic", "cmu"] if dc["data"] == "synthetic+cmu" else [dc["data"]]
+    reports = []
+    for source in sources:
+        part = args.part or ("test" if source in BUILTIN_DATA else "all")
+        sdc = {**dc, "data": source}
+        seqs = load_data(sdc, sdc["test_subjects"], part=part)
+        meta = {"checkpoint": str(args.checkpoint), **_data_meta(sdc, part)}
+        report, _ = evaluate_spgnet(model, seqs, flip_test=not args.no_flip_test, progress=True, meta=meta,
+                                    protocol=args.protocol)
+        reports.append((source if len(sources) > 1 else "", report))
+    return reports
 
 
 def evaluate_checkpoint(args: argparse.Namespace) -> EvaluationReport:
-    """``fastpose evaluate`` for an SPGNet checkpoint: per-action report on ``args.subjects``."""
-    model, _ = load_spgnet(args.checkpoint, device=args.device if args.device != "auto" else "cpu")
-    seqs = load_data(args, args.subjects.split(","))
-    report, _ = evaluate_spgnet(model, seqs, flip_test=not args.no_flip_test, progress=True,
-                                meta={"checkpoint": str(args.checkpoint), "data": str(args.data),
-                                      "keypoints": args.keypoints})
-    return report
+    """The first report of :func:`evaluate_checkpoint_sets` (the checkpoint's own held-out data)."""
+    return evaluate_checkpoint_sets(args)[0][1]
 
 
 def predict_for_figure(args: argparse.Namespace, seq: PoseSequence) -> np.ndarray:
     """``fastpose visualize`` for an SPGNet checkpoint: the root-relative prediction (T, J, 3)."""
     model, _ = load_spgnet(args.checkpoint, device="cpu")
     return model.predict(seq.keypoints_2d, flip_test=not args.no_flip_test).pose.numpy()
-
-

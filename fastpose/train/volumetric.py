@@ -19,17 +19,15 @@ same batches. Ablations of the paper's Table II: ``--ablation A|A+B|A+C|A+B+C`` 
 
 Evaluation (:func:`evaluate_volumetric`): predictions are back-projected to metres with the
 ground-truth root depth (:meth:`VolumetricPoseNet.to_camera`) and scored on the 17 Human3.6M
-joints (the added thorax, joint 17, is excluded) with the per-action Protocol #1/#2 tables of
-:mod:`fastpose.evaluate`. The MPJVE row of those tables compares consecutive samples of an
-action in dataset order (Human3.6M: frames ``--test-frame-stride`` apart; synthetic: unrelated
-renders), so it is not the video velocity error; read Protocols #1-#3.
+joints (the added thorax, joint 17, is excluded) with the per-action Protocol #1/#2/#3 tables of
+:mod:`fastpose.evaluate`. There is no MPJVE: consecutive samples of an action are unrelated
+renders (synthetic) or frames ``--test-frame-stride`` apart (Human3.6M), not a video.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -37,13 +35,19 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
+from ..commands import CommandError
 from ..data.h36m import TEST_SUBJECTS, TRAIN_SUBJECTS
 from ..data.images import H36MImageDataset, SyntheticImageDataset, synthetic_poses
 from ..evaluate import ActionAccumulator, EvaluationReport
-from ..models.volumetric import ABLATIONS, VolumetricConfig, VolumetricPoseNet, ablation_config
+from ..models.volumetric import VolumetricConfig, VolumetricPoseNet
 from . import common
+from .args import add_evaluate_arguments as _add_evaluate_arguments
+from .args import add_volumetric_arguments as add_arguments
+from .args import volumetric_config
+from .config import VOLUMETRIC_DEMO_PRESET, VolumetricTrainConfig
 
 __all__ = [
+    "VOLUMETRIC_DEMO_PRESET",
     "VolumetricTrainConfig",
     "VolumetricTrainResult",
     "add_arguments",
@@ -52,6 +56,7 @@ __all__ = [
     "config_from_args",
     "evaluate_checkpoint",
     "evaluate_volumetric",
+    "load_pretrained_backbone",
     "load_volumetric",
     "run",
     "targets_from_batch",
@@ -59,61 +64,9 @@ __all__ = [
 ]
 
 _EVAL_JOINTS = tuple(range(17))  # joint 17 (thorax between the shoulders) is not evaluated
-_SIZES = {"paper": VolumetricConfig(), "tiny": VolumetricConfig.tiny()}
-
-
-@dataclass
-class VolumetricTrainConfig:
-    """Everything that defines a training run (the CLI flags map one to one)."""
-
-    # model
-    size: str = "paper"  # "paper" (256 x 256, ResNet-50, 64^3) or "tiny" (64 x 64, CPU tests)
-    ablation: str = "A+B+C"
-    depth_range: float = 2.0
-    pretrained: str | None = None  # torchvision ResNet-50 state dict for the backbone
-    # data
-    data: str = "synthetic"
-    train_samples: int = 32_000  # synthetic renders per epoch
-    test_samples: int = 2_000
-    synthetic_frames: int = 300
-    synthetic_stride: int = 2
-    synthetic_seed: int = 0
-    frame_stride: int = 5  # Human3.6M training frames
-    test_frame_stride: int = 64  # Human3.6M test frames
-    workers: int = 4
-    # optimisation
-    epochs: int = 25
-    batch_size: int = 32
-    lr: float = 1e-3
-    lr_step_epoch: int = 11  # divide by lr_factor from this (1-based) epoch on
-    lr_factor: float = 0.1
-    seed: int = 0
-    amp: bool = False
-    compile: bool = False
-    device: str = "auto"
-    # run control
-    out_dir: str = "outputs/volumetric"
-    resume: str | None = None
-    checkpoint_every: int = 0
-    max_steps: int | None = None
-    time_limit: float | None = None  # minutes
-    progress: bool = True
-
-    def __post_init__(self) -> None:
-        if self.size not in _SIZES:
-            raise ValueError(f"VolumetricTrainConfig: size must be one of {list(_SIZES)}, got {self.size!r}")
-        if self.ablation.upper().replace(" ", "") not in ABLATIONS:
-            raise ValueError(f"VolumetricTrainConfig: ablation must be one of {list(ABLATIONS)}, got {self.ablation!r}")
-        for name in ("train_samples", "test_samples", "epochs", "batch_size", "synthetic_stride",
-                     "frame_stride", "test_frame_stride", "lr_step_epoch"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"VolumetricTrainConfig: {name} must be >= 1, got {getattr(self, name)}")
-        if self.workers < 0:
-            raise ValueError(f"VolumetricTrainConfig: workers must be >= 0, got {self.workers}")
-
-    @property
-    def model_config(self) -> VolumetricConfig:
-        return ablation_config(self.ablation, _SIZES[self.size]).replace(depth_range=self.depth_range)
+# MPJVE is left out: consecutive samples of an action are unrelated renders (synthetic) or frames
+# --test-frame-stride apart (Human3.6M), so their "velocity" error measures nothing.
+_EVAL_METRICS = ("mpjpe", "p_mpjpe", "n_mpjpe")
 
 
 @dataclass
@@ -125,6 +78,9 @@ class VolumetricTrainResult:
     finished: bool = False
     seconds: float = 0.0
     images_per_second: float = 0.0
+    stop_reason: str = "finished"  # common.STOP_REASONS
+    global_step: int = 0
+    steps_total: int = 0
 
 
 def build_datasets(cfg: VolumetricTrainConfig, train: bool = True, test: bool = True
@@ -177,6 +133,33 @@ def _metric_poses(model: VolumetricPoseNet, out: dict, batch: dict, device) -> t
     return pred, j3 - j3[:, r : r + 1]
 
 
+def load_pretrained_backbone(model: VolumetricPoseNet, path: str | Path) -> dict:
+    """Initialise the backbone from a torchvision-format ResNet-50 state dict file.
+
+    A missing, truncated or foreign file raises one clear ``ValueError`` / ``FileNotFoundError``
+    naming ``--pretrained`` (not torch's unpickling messages). Read with ``weights_only=True``:
+    a weights file holds tensors only, and nothing in it is executed.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"--pretrained {path}: no such file")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # torch raises many types for a truncated or foreign file
+        raise ValueError(f"--pretrained {path}: cannot be read as a torch state dict of tensors (truncated, or not "
+                         f"a torchvision ResNet-50 .pth file?)") from None
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not state:
+        raise ValueError(f"--pretrained {path}: expected a state dict (parameter name -> tensor), "
+                         f"got {type(state).__name__}")
+    try:
+        return model.load_backbone_torchvision(state)
+    except (KeyError, RuntimeError, ValueError) as exc:
+        raise ValueError(f"--pretrained {path}: not ResNet-50 weights in torchvision's layout "
+                         f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+
+
 def train_volumetric(
     cfg: VolumetricTrainConfig,
     train_dataset: Dataset,
@@ -185,14 +168,15 @@ def train_volumetric(
     log: Callable[[str], None] = print,
 ) -> VolumetricTrainResult:
     """Train (or resume training of) the volumetric model on ``train_dataset`` (samples as in
-    :mod:`fastpose.data.images`); see the module docstring."""
+    :mod:`fastpose.data.images`); see the module docstring. The loop is
+    :func:`fastpose.train.common.run_training` (Ctrl-C: checkpoint, then KeyboardInterrupt)."""
     rt = runtime or common.init_runtime(cfg.device)
     common.seed_everything(cfg.seed)
     mcfg = cfg.model_config
     arch = {"model": "volumetric", **mcfg.to_dict()}
     model = VolumetricPoseNet(mcfg)
-    if cfg.pretrained:
-        report = model.load_backbone_torchvision(torch.load(cfg.pretrained, map_location="cpu"))
+    if cfg.pretrained and not cfg.resume:
+        report = load_pretrained_backbone(model, cfg.pretrained)
         if rt.is_main:
             log(f"backbone initialised from {cfg.pretrained} (ignored: {report['ignored']})")
     model.to(rt.device)
@@ -202,16 +186,13 @@ def train_volumetric(
                                          factor=cfg.lr_factor)
     scaler = common.make_grad_scaler(rt.device, cfg.amp)
     ckpt_path = Path(cfg.out_dir) / "checkpoint.pt"
+    config = asdict(cfg)
 
-    epoch, step_in_epoch, global_step = 0, 0, 0
-    history: list[dict] = []
+    state = common.LoopState()
     if cfg.resume:
-        ckpt = common.load_checkpoint(cfg.resume, expected_arch=arch, map_location=rt.device)
-        prog = common.restore_training_state(ckpt, model, optimizer, scheduler, scaler)
-        epoch, step_in_epoch, global_step = prog["epoch"], prog["step_in_epoch"], prog["global_step"]
-        history = list(ckpt.get("extra", {}).get("history", []))
-        if rt.is_main:
-            log(f"resumed from {cfg.resume}: epoch {epoch + 1}, step {step_in_epoch} of {steps_per_epoch}")
+        state = common.resume_training(cfg.resume, arch=arch, config=config, model=model, optimizer=optimizer,
+                                       scheduler=scheduler, scaler=scaler, rt=rt, steps_per_epoch=steps_per_epoch,
+                                       log=log)
 
     net = common.wrap_model(model, rt, compile=cfg.compile)
     if rt.is_main:
@@ -220,90 +201,45 @@ def train_volumetric(
             f"{mcfg.depth} x {mcfg.heatmap_size}^2, {n_par / 1e6:.2f} M parameters) on {rt.device} "
             f"x{rt.world_size}; {len(train_dataset)} samples, {steps_per_epoch} steps/epoch, {cfg.epochs} epochs")
 
-    def save(reason: str) -> Path:
-        progress = {"epoch": epoch, "step_in_epoch": step_in_epoch, "global_step": global_step}
-        extra = {"history": history, "train_config": common.jsonable(asdict(cfg)), "reason": reason}
-        return common.save_checkpoint(ckpt_path, arch=arch, model=model, optimizer=optimizer,
-                                      scheduler=scheduler, scaler=scaler, progress=progress, extra=extra)
-
-    keys = ("loss", "loss_2d", "loss_3d", "loss_pose", "mpjpe")
-    step_losses: list[torch.Tensor] = []
-    t0 = time.perf_counter()
-    images_seen = 0
-    stopped = False
-    while epoch < cfg.epochs and not stopped:
+    def start_epoch(epoch: int) -> None:
         if hasattr(train_dataset, "set_epoch"):
             train_dataset.set_epoch(epoch)  # fresh renders / augmentation every epoch
-        loader = common.make_loader(train_dataset, cfg.batch_size, rt, seed=cfg.seed, shuffle=True, epoch=epoch,
-                                    skip_batches=step_in_epoch, num_workers=cfg.workers)
-        # The iterator draws its base seed from this generator instead of the global RNG, so a
-        # resumed run (global RNG restored from the checkpoint) draws the same dropout masks.
-        loader.generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
-        net.train()
-        sums = dict.fromkeys(keys, 0.0)
-        n_seen = 0
-        bar = common.progress_bar(loader, total=steps_per_epoch, initial=step_in_epoch,
-                                  desc=f"epoch {epoch + 1}/{cfg.epochs}", enabled=rt.is_main and cfg.progress)
-        for batch in bar:
-            images = batch["image"].to(rt.device, non_blocking=True)
-            with torch.no_grad():
-                targets = targets_from_batch(model, batch, rt.device)
-            with common.autocast(rt.device, cfg.amp):
-                out = net(images, targets)
-            loss = out["loss"]
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            step_in_epoch += 1
-            global_step += 1
-            b = images.shape[0]
-            n_seen += b
-            images_seen += b
-            step_losses.append(loss.detach())
-            with torch.no_grad():
-                pred, gt = _metric_poses(model, out, batch, rt.device)
-                mpjpe = (pred - gt)[:, list(_EVAL_JOINTS)].norm(dim=-1).mean()
-            common.accumulate(sums, {"loss": loss, "loss_2d": out["loss_2d"], "loss_3d": out["loss_3d"],
-                                     "loss_pose": out["loss_pose"], "mpjpe": mpjpe}, b)
-            if step_in_epoch % 10 == 0 or step_in_epoch == steps_per_epoch:
-                bar.set_postfix(loss=f"{sums['loss'] / n_seen:.4f}", mpjpe=f"{1000 * sums['mpjpe'] / n_seen:.1f}mm",
-                                lr=f"{scheduler.get_last_lr()[0]:.1e}")
-            if cfg.checkpoint_every and global_step % cfg.checkpoint_every == 0 and rt.is_main:
-                save("periodic")
-            over_time = cfg.time_limit is not None and time.perf_counter() - t0 > 60 * cfg.time_limit
-            if (cfg.max_steps is not None and global_step >= cfg.max_steps) or over_time:
-                stopped = step_in_epoch < steps_per_epoch or epoch + 1 < cfg.epochs
-                if stopped:
-                    break
-        bar.close()
-        if not stopped or step_in_epoch >= steps_per_epoch:
-            means = {k: common.all_reduce_mean(v / max(n_seen, 1), rt) for k, v in sums.items()}
-            history.append({"epoch": epoch + 1, **means, "lr": scheduler.get_last_lr()[0],
-                            "seconds": time.perf_counter() - t0})
-            if rt.is_main:
-                log(f"epoch {epoch + 1}: loss {means['loss']:.4f} (2D {means['loss_2d']:.2e}, 3D "
-                    f"{means['loss_3d']:.2e}, pose {means['loss_pose']:.2e})  train MPJPE "
-                    f"{1000 * means['mpjpe']:.1f} mm")
-            epoch += 1
-            step_in_epoch = 0
-            stopped = stopped and epoch < cfg.epochs
-        if rt.is_main:
-            save("stopped" if stopped else "epoch")
-    seconds = time.perf_counter() - t0
-    if stopped and rt.is_main:
-        log(f"stopped at epoch {epoch + 1}, step {step_in_epoch} (max_steps/time_limit); "
-            f"resume with --resume {ckpt_path}")
+
+    def loader_for_epoch(epoch: int, skip: int):
+        # make_loader's private generator (seeded by seed and epoch) gives the workers their base
+        # seed, so a resumed run (global RNG restored from the checkpoint) draws the same samples.
+        return common.make_loader(train_dataset, cfg.batch_size, rt, seed=cfg.seed, shuffle=True, epoch=epoch,
+                                  skip_batches=skip, num_workers=cfg.workers)
+
+    def step(batch) -> common.StepOutput:
+        images = batch["image"].to(rt.device, non_blocking=True)
+        with torch.no_grad():
+            targets = targets_from_batch(model, batch, rt.device)
+        with common.autocast(rt.device, cfg.amp):
+            out = net(images, targets)
+        with torch.no_grad():
+            pred, gt = _metric_poses(model, out, batch, rt.device)
+            mpjpe = (pred - gt)[:, list(_EVAL_JOINTS)].norm(dim=-1).mean()
+        terms = {"loss_2d": out["loss_2d"], "loss_3d": out["loss_3d"], "loss_pose": out["loss_pose"], "mpjpe": mpjpe}
+        return common.StepOutput(out["loss"], terms, images.shape[0], images.shape[0])
+
+    res = common.run_training(
+        state=state, epochs=cfg.epochs, steps_per_epoch=steps_per_epoch, net=net, model=model, optimizer=optimizer,
+        scheduler=scheduler, scaler=scaler, rt=rt, loader_for_epoch=loader_for_epoch, step=step,
+        keys=("loss", "loss_2d", "loss_3d", "loss_pose", "mpjpe"), checkpoint_path=ckpt_path, arch=arch,
+        config=config, start_epoch=start_epoch,
+        describe_epoch=lambda e, m: (f"epoch {e}: loss {m['loss']:.4f} (2D {m['loss_2d']:.2e}, 3D {m['loss_3d']:.2e}, "
+                                     f"pose {m['loss_pose']:.2e})  train MPJPE {1000 * m['mpjpe']:.1f} mm"),
+        postfix=lambda m: {"loss": f"{m['loss']:.4f}", "mpjpe": f"{1000 * m['mpjpe']:.1f}mm",
+                           "lr": f"{scheduler.get_last_lr()[0]:.1e}"},
+        checkpoint_every=cfg.checkpoint_every, max_steps=cfg.max_steps, time_limit=cfg.time_limit,
+        progress=cfg.progress, resume_command="fastpose train volumetric <same flags> --resume", log=log,
+    )
     model.eval()
     return VolumetricTrainResult(
-        model=model,
-        history=history,
-        step_losses=[float(v) for v in step_losses],
-        checkpoint=ckpt_path if rt.is_main else None,
-        finished=not stopped,
-        seconds=seconds,
-        images_per_second=images_seen * rt.world_size / max(seconds, 1e-9),
+        model=model, history=res.history, step_losses=res.step_losses, checkpoint=res.checkpoint,
+        finished=res.finished, seconds=res.seconds, images_per_second=res.count * rt.world_size / max(res.seconds, 1e-9),
+        stop_reason=res.stop_reason, global_step=res.state.global_step, steps_total=cfg.epochs * steps_per_epoch,
     )
 
 
@@ -338,7 +274,7 @@ def evaluate_volumetric(
             preds.setdefault(action, []).append(pred[i].cpu())
             gts.setdefault(action, []).append(gt[i].cpu())
     # One "sequence" per action, samples in dataset order (independent of the batch size).
-    acc = ActionAccumulator(root=model.config.root_joint, joints=_EVAL_JOINTS)
+    acc = ActionAccumulator(root=model.config.root_joint, joints=_EVAL_JOINTS, metrics=_EVAL_METRICS)
     for action in preds:
         acc.add(action, torch.stack(preds[action]), torch.stack(gts[action]))
     return acc.report({"model": "volumetric", **(meta or {})})
@@ -356,83 +292,40 @@ def load_volumetric(path: str | Path, device: str | torch.device = "cpu") -> tup
 # ============================================================================================
 # command line
 # ============================================================================================
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Flags of ``fastpose train volumetric``."""
-    d = VolumetricTrainConfig()
-    g = parser.add_argument_group("data")
-    g.add_argument("--data", default=d.data,
-                   help="'synthetic' (rendered on the fly) or a Human3.6M directory: data_3d_h36m.npz + "
-                        "images/<subject>/<action>.<camera>/<frame:06d>.jpg")
-    g.add_argument("--train-samples", type=int, default=d.train_samples, help="synthetic renders per epoch")
-    g.add_argument("--test-samples", type=int, default=d.test_samples, help="synthetic test renders")
-    g.add_argument("--synthetic-frames", type=int, default=d.synthetic_frames,
-                   help="mean frames per synthetic motion sequence")
-    g.add_argument("--synthetic-stride", type=int, default=d.synthetic_stride,
-                   help="keep every N-th synthetic motion frame as a pose")
-    g.add_argument("--synthetic-seed", type=int, default=d.synthetic_seed)
-    g.add_argument("--frame-stride", type=int, default=d.frame_stride, help="Human3.6M: every N-th training frame")
-    g.add_argument("--test-frame-stride", type=int, default=d.test_frame_stride,
-                   help="Human3.6M: every N-th test frame")
-    g.add_argument("--workers", type=int, default=d.workers, help="DataLoader worker processes (rendering)")
-    g = parser.add_argument_group("model")
-    g.add_argument("--size", choices=sorted(_SIZES), default=d.size,
-                   help="'paper': 256x256 ResNet-50, 64^3 volumes; 'tiny': 64x64, for CPU checks")
-    g.add_argument("--ablation", choices=list(ABLATIONS), default=d.ablation,
-                   help="paper Table II: A baseline, B volumetric heatmap loss, C refinement block")
-    g.add_argument("--no-volumetric-loss", action="store_true", help="drop B from --ablation")
-    g.add_argument("--no-refinement", action="store_true", help="drop C from --ablation")
-    g.add_argument("--depth-range", type=float, default=d.depth_range,
-                   help="metres of root-relative depth covered by the volume's D bins")
-    g.add_argument("--pretrained", default=None, help="torchvision-format ResNet-50 weights (.pth) for the backbone")
-    g = parser.add_argument_group("optimisation")
-    g.add_argument("--epochs", type=int, default=d.epochs)
-    g.add_argument("--batch-size", type=int, default=d.batch_size)
-    g.add_argument("--lr", type=float, default=d.lr)
-    g.add_argument("--lr-step-epoch", type=int, default=d.lr_step_epoch,
-                   help="1-based epoch from which the learning rate is multiplied by --lr-factor")
-    g.add_argument("--lr-factor", type=float, default=d.lr_factor)
-    common.add_run_arguments(g, d)
-    g = common.add_run_group(parser, d)
-
-
 def config_from_args(args: argparse.Namespace) -> VolumetricTrainConfig:
-    flags = dict(ABLATIONS[args.ablation])
-    if args.no_volumetric_loss:
-        flags["volumetric_loss"] = False
-    if args.no_refinement:
-        flags["refinement"] = False
-    ablation = next(name for name, f in ABLATIONS.items() if f == flags)
+    """The :class:`VolumetricTrainConfig` of parsed ``fastpose train volumetric`` flags (a bad
+    combination raises :class:`fastpose.commands.CommandError`)."""
     try:
-        return VolumetricTrainConfig(
-            size=args.size, ablation=ablation, depth_range=args.depth_range, pretrained=args.pretrained,
-            data=args.data, train_samples=args.train_samples, test_samples=args.test_samples,
-            synthetic_frames=args.synthetic_frames, synthetic_stride=args.synthetic_stride,
-            synthetic_seed=args.synthetic_seed, frame_stride=args.frame_stride,
-            test_frame_stride=args.test_frame_stride, workers=args.workers, epochs=args.epochs,
-            batch_size=args.batch_size, lr=args.lr, lr_step_epoch=args.lr_step_epoch, lr_factor=args.lr_factor,
-            seed=args.seed, amp=args.amp, compile=args.compile, device=args.device, out_dir=args.out,
-            resume=args.resume, checkpoint_every=args.checkpoint_every, max_steps=args.max_steps,
-            time_limit=args.time_limit, progress=not args.no_progress,
-        )
+        return volumetric_config(args)
     except ValueError as exc:
-        raise SystemExit(f"fastpose train volumetric: {exc}") from exc
+        raise CommandError(str(exc)) from None
 
 
 def run(args: argparse.Namespace) -> int:
-    """``fastpose train volumetric``: train, checkpoint, then evaluate per action on the test subjects."""
+    """``fastpose train volumetric``: check the output, train, checkpoint, then evaluate per action
+    on the test subjects (also after a ``--max-steps`` / ``--time-limit`` stop, saying so)."""
     cfg = config_from_args(args)
+    common.check_writable_dir(cfg.out_dir)
+    common.refuse_to_overwrite(cfg.out_dir, cfg.resume, args.overwrite, "fastpose train volumetric")
     rt = common.init_runtime(cfg.device)
     try:
+        if rt.is_main and rt.device.type == "cpu" and cfg.size == "paper":
+            common.warn_paper_size_on_cpu(f"the paper-size volumetric model ({cfg.train_samples} renders per epoch, "
+                                          f"{cfg.epochs} epochs)", "fastpose train volumetric --preset demo")
         train_ds, _ = build_datasets(cfg, train=True, test=False)
         result = train_volumetric(cfg, train_ds, runtime=rt)
         if rt.is_main:
             print(f"checkpoint: {result.checkpoint}  ({result.images_per_second:.1f} images/s)")
-            if not args.no_eval and result.finished:
+            if not args.no_eval:
+                if not result.finished:
+                    print(f"note: training stopped early ({result.stop_reason}: step {result.global_step} of "
+                          f"{result.steps_total}); evaluating the partly trained model")
                 _, test_ds = build_datasets(cfg, train=False, test=True)
+                meta = {"checkpoint": str(result.checkpoint), "ablation": cfg.ablation, **_data_meta(cfg),
+                        "finished_schedule": result.finished, "stop_reason": result.stop_reason,
+                        "trained_steps": result.global_step, "schedule_steps": result.steps_total}
                 report = evaluate_volumetric(result.model, test_ds, batch_size=cfg.batch_size, workers=cfg.workers,
-                                             progress=cfg.progress, meta={"checkpoint": str(result.checkpoint),
-                                                                          "ablation": cfg.ablation,
-                                                                          "data": cfg.data})
+                                             progress=cfg.progress, meta=meta)
                 print(report.table())
                 pj, pm = report.save(cfg.out_dir)
                 print(f"evaluation: {pj}, {pm}")
@@ -441,44 +334,40 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
-    """Data flags of ``fastpose evaluate`` for a volumetric checkpoint.
+def _data_meta(cfg: VolumetricTrainConfig, subjects=TEST_SUBJECTS) -> dict:
+    """What evaluation.json records about the test data (source, subjects, synthetic frames/seed ...)."""
+    return {"data": cfg.data, "subjects": list(subjects), "synthetic_frames": cfg.synthetic_frames,
+            "synthetic_stride": cfg.synthetic_stride, "synthetic_seed": cfg.synthetic_seed,
+            "test_samples": cfg.test_samples, "test_frame_stride": cfg.test_frame_stride, "seed": cfg.seed}
 
-    ``--data``, ``--subjects``, ``--synthetic-frames`` and ``--synthetic-seed`` mean what they
-    mean for SPGNet (the evaluate parser resolves the shared names); the others are the image
-    model's: how many synthetic renders, which Human3.6M frames, the batch and the workers.
-    """
-    parser.add_argument("--data", default="synthetic",
-                        help="'synthetic' or a Human3.6M directory (SPGNet: data_3d_h36m.npz + data_2d_h36m_<kp>.npz; "
-                             "volumetric: data_3d_h36m.npz + images/<subject>/<action>.<camera>/<frame:06d>.jpg)")
-    parser.add_argument("--subjects", default=",".join(TEST_SUBJECTS), help="subjects to evaluate")
-    parser.add_argument("--synthetic-frames", type=int, default=300, help="mean frames per synthetic sequence")
-    parser.add_argument("--synthetic-seed", type=int, default=0)
-    parser.add_argument("--synthetic-stride", type=int, default=2,
-                        help="volumetric: keep every N-th synthetic motion frame as a pose")
-    parser.add_argument("--test-samples", type=int, default=2_000, help="volumetric: synthetic test renders")
-    parser.add_argument("--test-frame-stride", type=int, default=64, help="volumetric: every N-th Human3.6M frame")
-    parser.add_argument("--eval-batch-size", type=int, default=32, help="volumetric: images per forward pass")
-    parser.add_argument("--workers", type=int, default=4, help="volumetric: DataLoader worker processes")
+
+def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
+    """Data flags of ``fastpose evaluate`` (every model; defaults: as the checkpoint was trained)."""
+    _add_evaluate_arguments(parser)
 
 
 def evaluate_checkpoint(args: argparse.Namespace) -> EvaluationReport:
-    """``fastpose evaluate`` for a volumetric checkpoint: per-action report on ``args.subjects``.
+    """``fastpose evaluate`` for a volumetric checkpoint: per-action Protocol #1-#3 report.
 
-    Synthetic data reproduces the training run's test renders (same seed) for the given subjects.
+    By default the test data of the checkpoint's own run (its ``train_config``: the data source,
+    synthetic frames / stride / seed, test renders and their seed), so the numbers reproduce the
+    training run's evaluation; flags change single settings. No MPJVE (see :data:`_EVAL_METRICS`).
     """
     device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     model, ckpt = load_volumetric(args.checkpoint, device=device)
-    subjects = tuple(s for s in args.subjects.split(",") if s)
+    saved = dict((ckpt.get("extra") or {}).get("train_config") or {})
+    known = {f for f in VolumetricTrainConfig.__dataclass_fields__}
+    cfg = VolumetricTrainConfig(**{k: v for k, v in saved.items() if k in known and k != "override"})
+    for key in ("data", "synthetic_frames", "synthetic_seed", "synthetic_stride", "test_samples", "test_frame_stride"):
+        if getattr(args, key, None) is not None:
+            setattr(cfg, key, getattr(args, key))
+    subjects = tuple(args.subjects) if args.subjects else TEST_SUBJECTS
     size = model.config.input_size
-    if args.data == "synthetic":
-        seed = int(ckpt.get("extra", {}).get("train_config", {}).get("seed", 0)) + 1
-        poses, actions = synthetic_poses(subjects, args.synthetic_seed, args.synthetic_frames, args.synthetic_stride)
-        dataset = SyntheticImageDataset(poses, actions, length=args.test_samples, seed=seed, size=size,
+    if cfg.data == "synthetic":
+        poses, actions = synthetic_poses(subjects, cfg.synthetic_seed, cfg.synthetic_frames, cfg.synthetic_stride)
+        dataset = SyntheticImageDataset(poses, actions, length=cfg.test_samples, seed=cfg.seed + 1, size=size,
                                         augment=False, subjects=subjects)
     else:
-        dataset = H36MImageDataset(args.data, subjects, frame_stride=args.test_frame_stride, size=size, augment=False)
+        dataset = H36MImageDataset(cfg.data, subjects, frame_stride=cfg.test_frame_stride, size=size, augment=False)
     return evaluate_volumetric(model, dataset, batch_size=args.eval_batch_size, workers=args.workers, device=device,
-                               progress=True, meta={"checkpoint": str(args.checkpoint), "data": str(args.data),
-                                                    "subjects": list(subjects)})
-
+                               progress=True, meta={"checkpoint": str(args.checkpoint), **_data_meta(cfg, subjects)})

@@ -98,8 +98,8 @@ def test_command_line_flags_map_to_the_config():
     assert c.ablation == "A+B" and c.model_config.refinement is False and c.amp and c.data == "/x"
     c = config_from_args(parser.parse_args(["--ablation", "A+C", "--no-refinement"]))
     assert c.ablation == "A" and not c.model_config.volumetric_loss
-    with pytest.raises(SystemExit, match="batch_size must be >= 1"):
-        config_from_args(parser.parse_args(["--batch-size", "0"]))
+    with pytest.raises(SystemExit):  # refused when parsing (argparse prints the one-line reason)
+        parser.parse_args(["--batch-size", "0"])
 
 
 def test_fastpose_train_and_evaluate_volumetric_commands(tmp_path):
