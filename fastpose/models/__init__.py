@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from .checkpoint import MODEL_KINDS, load_checkpoint
 from .spgnet import SPGNet, SPGNetConfig, SPGNetLossWeights, SPGNetOutput, spgnet_loss
 from .volumetric import VolumetricConfig, VolumetricPoseNet
 
-__all__ = ["SPGNet", "SPGNetConfig", "SPGNetLossWeights", "SPGNetOutput", "spgnet_loss",
+__all__ = ["MODEL_KINDS", "load_checkpoint", "SPGNet", "SPGNetConfig", "SPGNetLossWeights", "SPGNetOutput", "spgnet_loss",
            "VolumetricConfig", "VolumetricPoseNet"]

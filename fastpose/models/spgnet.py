@@ -236,32 +236,58 @@ class SPGNet(nn.Module):
     @torch.no_grad()
     def predict(
         self, keypoints_2d, flip_test: bool = False, skeleton: Skeleton = H36M_SKELETON
-    ) -> SPGNetOutput:
-        """Lift a whole sequence: keypoints_2d (T, J, 2) (array or tensor) -> pose (T, J, 3), traj (T, 1, 3).
+    ) -> SPGNetOutput | list[SPGNetOutput]:
+        """Lift whole sequences. Call in eval mode.
 
-        The sequence is edge-padded so every frame gets a prediction. With ``flip_test`` the
-        mirrored input is lifted too, mirrored back and averaged (test-time augmentation; the
-        camera is mirrored implicitly, since the network never sees it). Call in eval mode.
+        * one clip, keypoints_2d (T, J, 2) (array or tensor) -> :class:`SPGNetOutput` with
+          pose (T, J, 3) and trajectory (T, 1, 3) (None without the trajectory head);
+        * a list (or tuple) of clips of any lengths T_i -> a list of :class:`SPGNetOutput`, one
+          per clip, each equal to predicting that clip alone (to float rounding), computed in
+          one batched forward pass.
+
+        Every clip is edge-padded by (R - 1) / 2 frames on each side so every frame gets a
+        prediction; in a batch the shorter padded clips are further edge-padded at the end to
+        the longest one (output frame t only reads padded input frames t .. t + R - 1, so the
+        extra frames never reach frames t < T_i). With ``flip_test`` the mirrored input is lifted
+        too, mirrored back and averaged (test-time augmentation; the camera is mirrored
+        implicitly, since the network never sees it).
         """
         from ..data.batching import pad_sequence
 
+        single = not isinstance(keypoints_2d, (list, tuple))
+        clips = [keypoints_2d] if single else list(keypoints_2d)
+        if not clips:
+            return []
         p = next(self.parameters())
-        kp = torch.as_tensor(np.asarray(keypoints_2d) if not isinstance(keypoints_2d, torch.Tensor)
-                             else keypoints_2d, dtype=p.dtype).to(p.device)  # (T, J, 2)
-        x = pad_sequence(kp, self.total_pad)[None]  # (1, T + 2 pad, J, 2)
+        J = self.config.num_joints
+        kps = []
+        for i, clip in enumerate(clips):
+            kp = torch.as_tensor(np.asarray(clip) if not isinstance(clip, torch.Tensor) else clip,
+                                 dtype=p.dtype).to(p.device)  # (T_i, J, 2)
+            if kp.dim() != 3 or kp.shape[0] < 1 or kp.shape[1:] != (J, 2):
+                where = "keypoints_2d" if single else f"keypoints_2d[{i}]"
+                raise ValueError(f"SPGNet.predict: {where} must have shape (T, {J}, 2) with T >= 1, "
+                                 f"received {tuple(kp.shape)}")
+            kps.append(kp)
+        lengths = [kp.shape[0] for kp in kps]
+        longest = max(lengths)
+        pad = self.total_pad
+        # (T_i + 2 pad, J, 2), then edge-padded at the end to (T_max + 2 pad, J, 2)
+        x = torch.stack([pad_sequence(torch.cat([kp, kp[-1:].expand(longest - len(kp), -1, -1)]), pad)
+                         for kp in kps])  # (N, T_max + 2 pad, J, 2)
+        n = x.shape[0]
         if flip_test:
-            x = torch.cat([x, skeleton.flip(x)], dim=0)  # (2, T + 2 pad, J, 2)
+            x = torch.cat([x, skeleton.flip(x)], dim=0)  # (2N, T_max + 2 pad, J, 2)
         out = self(x)
-        pose, traj = out.pose, out.trajectory  # (B, T, J, 3), (B, T, 1, 3)
+        pose, traj = out.pose, out.trajectory  # (B, T_max, J, 3), (B, T_max, 1, 3)
         if flip_test:
-            pose = 0.5 * (pose[0] + skeleton.flip(pose[1]))
+            pose = 0.5 * (pose[:n] + skeleton.flip(pose[n:]))
             if traj is not None:
                 sign = torch.tensor([-1.0, 1.0, 1.0], dtype=traj.dtype, device=traj.device)
-                traj = 0.5 * (traj[0] + traj[1] * sign)
-        else:
-            pose = pose[0]
-            traj = traj[0] if traj is not None else None
-        return SPGNetOutput(pose, traj)
+                traj = 0.5 * (traj[:n] + traj[n:] * sign)
+        results = [SPGNetOutput(pose[i, :t], traj[i, :t] if traj is not None else None)
+                   for i, t in enumerate(lengths)]
+        return results[0] if single else results
 
     # ------------------------------------------------------------------------------ checkpoints
     def load_videopose3d(self, checkpoint: Mapping) -> None:

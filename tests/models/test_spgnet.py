@@ -75,6 +75,34 @@ def test_predict_pads_the_sequence_and_averages_the_flip():
     torch.testing.assert_close(both.trajectory[..., 0], 0.5 * (out.trajectory[..., 0] - mirrored.trajectory[..., 0]))
 
 
+@pytest.mark.parametrize("flip_test", [False, True])
+def test_predict_batch_of_clips_of_different_lengths(flip_test):
+    """A list of clips of lengths T_i -> a list of outputs (T_i, 17, 3), each equal to predicting
+    that clip alone and to the model run on the clip edge-padded by hand."""
+    torch.manual_seed(2)
+    m = _trained_bn(SPGNet(filter_widths=(3, 3, 3), channels=32), 27)
+    lengths = (40, 5, 27, 1, 63)
+    clips = [torch.randn(t, 17, 2) * 0.3 + 0.05 * i for i, t in enumerate(lengths)]
+    clips[1] = clips[1].numpy()  # arrays and tensors alike
+    batch = m.predict(clips, flip_test=flip_test)
+    assert isinstance(batch, list) and len(batch) == len(lengths)
+    for clip, out, t in zip(clips, batch, lengths, strict=True):
+        alone = m.predict(clip, flip_test=flip_test)
+        assert out.pose.shape == (t, 17, 3) and out.trajectory.shape == (t, 1, 3)
+        torch.testing.assert_close(out.pose, alone.pose, atol=1e-5, rtol=0)
+        torch.testing.assert_close(out.trajectory, alone.trajectory, atol=1e-5, rtol=0)
+    # the model on the hand-padded clip (13 = (27 - 1) / 2 frames repeated at each end)
+    c = torch.as_tensor(clips[0])
+    padded = torch.cat([c[:1].repeat(13, 1, 1), c, c[-1:].repeat(13, 1, 1)])[None]
+    if not flip_test:
+        torch.testing.assert_close(batch[0].pose, m(padded).pose[0], atol=1e-5, rtol=0)
+    assert not torch.allclose(batch[0].pose[:5], batch[1].pose)  # outputs belong to their own clips
+    assert m.predict([]) == []
+    with pytest.raises(ValueError, match=r"keypoints_2d\[1\] must have shape \(T, 17, 2\) with T >= 1, "
+                                         r"received \(4, 16, 2\)"):
+        m.predict([clips[0], torch.zeros(4, 16, 2)])
+
+
 def test_input_validation():
     m = SPGNet(filter_widths=(3, 3), channels=8)
     with pytest.raises(ValueError, match=r"keypoints_2d must have shape \(N, T, 17, 2\), got \(2, 9, 16, 2\)"):
