@@ -77,6 +77,25 @@ std::vector<std::tuple<int, int, int>> volume_walk(int64_t d, int64_t h, int64_t
   return out;
 }
 
+template <size_t N>
+py::dict roles_dict(const fastpose::BufferRole (&table)[N]) {
+  py::dict d;
+  for (size_t i = 0; i < N; ++i) d[table[i].name] = fastpose::role_name(table[i].role);
+  return d;
+}
+
+// The buffer role tables of the kernel entry points (csrc/row_scale/buffer_roles.h), keyed by the
+// entry point without its _cpu/_cuda suffix; the Python glue's KernelSpec declarations are tested
+// against them on the CPU.
+py::dict buffer_roles() {
+  py::dict d;
+  d["row_scale"] = roles_dict(fastpose::row_scale::kRowScaleBuffers);
+  d["project_forward"] = roles_dict(fastpose::projection::kProjectForwardBuffers);
+  d["project_backward"] = roles_dict(fastpose::projection::kProjectBackwardBuffers);
+  d["reprojection_forward"] = roles_dict(fastpose::projection::kReprojectionForwardBuffers);
+  return d;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_C, m) {
@@ -108,7 +127,10 @@ PYBIND11_MODULE(_C, m) {
   // ---- heatmap_mse
   m.def("heatmap_mse_forward_cpu", &fastpose::heatmap_mse::forward_cpu, arg("dtype"), arg("heatmaps"), arg("rows"),
         arg("d"), arg("h"), arg("w"), arg("ndim"), arg("joints"), arg("sigma"), arg("weights"), arg("loss_rows"),
-        arg("grad"), arg("grad_scale"), arg("threads"), nogil);
+        arg("threads"), nogil);
+  m.def("heatmap_mse_backward_cpu", &fastpose::heatmap_mse::backward_cpu, arg("dtype"), arg("grad_loss"),
+        arg("grad_stride"), arg("heatmaps"), arg("rows"), arg("d"), arg("h"), arg("w"), arg("ndim"), arg("joints"),
+        arg("sigma"), arg("weights"), arg("grad_scale"), arg("grad"), arg("threads"), nogil);
 
   // ---- soft_argmax_heatmap_mse (fused head)
   m.def("soft_argmax_heatmap_mse_forward_cpu", &fastpose::soft_argmax_heatmap_mse::forward_cpu, arg("dtype"),
@@ -121,12 +143,15 @@ PYBIND11_MODULE(_C, m) {
 
   // ---- projection
   m.def("project_forward_cpu", &fastpose::projection::project_forward_cpu, arg("dtype"), arg("points"),
-        arg("npoints"), arg("camera"), arg("ncams"), arg("out"), arg("threads"), nogil);
+        arg("npoints"), arg("camera"), arg("ncams"), arg("cam_div"), arg("out"), arg("threads"), nogil);
   m.def("project_backward_cpu", &fastpose::projection::project_backward_cpu, arg("dtype"), arg("grad_out"),
-        arg("points"), arg("npoints"), arg("camera"), arg("ncams"), arg("grad_points"), arg("threads"), nogil);
+        arg("points"), arg("npoints"), arg("camera"), arg("ncams"), arg("cam_div"), arg("grad_points"),
+        arg("threads"), nogil);
   m.def("reprojection_forward_cpu", &fastpose::projection::reprojection_forward_cpu, arg("dtype"), arg("points"),
-        arg("npoints"), arg("camera"), arg("ncams"), arg("keypoints"), arg("weights"), arg("scale"), arg("loss"),
-        arg("grad"), arg("threads"), nogil);
+        arg("npoints"), arg("camera"), arg("ncams"), arg("cam_div"), arg("keypoints"), arg("weights"), arg("scale"),
+        arg("loss"), arg("grad"), arg("threads"), nogil);
+  m.def("buffer_roles", &buffer_roles,
+        "{kernel: {buffer: 'storage' | 'acc'}}: the role tables of the kernel entry points (buffer_roles.h)");
 
 #if defined(FASTPOSE_WITH_CUDA)
   m.def("row_scale_cuda", &fastpose::row_scale::forward_cuda, arg("dtype"), arg("src"), arg("scale"), arg("out"),
@@ -145,7 +170,10 @@ PYBIND11_MODULE(_C, m) {
         arg("d"), arg("h"), arg("w"));
   m.def("heatmap_mse_forward_cuda", &fastpose::heatmap_mse::forward_cuda, arg("dtype"), arg("heatmaps"), arg("rows"),
         arg("d"), arg("h"), arg("w"), arg("ndim"), arg("joints"), arg("sigma"), arg("weights"), arg("loss_rows"),
-        arg("grad"), arg("grad_scale"), arg("workspace"), arg("device"), arg("stream"), nogil);
+        arg("workspace"), arg("device"), arg("stream"), nogil);
+  m.def("heatmap_mse_backward_cuda", &fastpose::heatmap_mse::backward_cuda, arg("dtype"), arg("grad_loss"),
+        arg("grad_stride"), arg("heatmaps"), arg("rows"), arg("d"), arg("h"), arg("w"), arg("ndim"), arg("joints"),
+        arg("sigma"), arg("weights"), arg("grad_scale"), arg("grad"), arg("device"), arg("stream"), nogil);
 
   m.def("soft_argmax_heatmap_mse_workspace_cuda", &fastpose::soft_argmax_heatmap_mse::workspace_elems_cuda,
         arg("dtype"), arg("rows"), arg("d"), arg("h"), arg("w"));
@@ -158,13 +186,14 @@ PYBIND11_MODULE(_C, m) {
         arg("device"), arg("stream"), nogil);
 
   m.def("project_forward_cuda", &fastpose::projection::project_forward_cuda, arg("dtype"), arg("points"),
-        arg("npoints"), arg("camera"), arg("ncams"), arg("out"), arg("device"), arg("stream"), nogil);
+        arg("npoints"), arg("camera"), arg("ncams"), arg("cam_div"), arg("out"), arg("device"), arg("stream"),
+        nogil);
   m.def("project_backward_cuda", &fastpose::projection::project_backward_cuda, arg("dtype"), arg("grad_out"),
-        arg("points"), arg("npoints"), arg("camera"), arg("ncams"), arg("grad_points"), arg("device"),
-        arg("stream"), nogil);
+        arg("points"), arg("npoints"), arg("camera"), arg("ncams"), arg("cam_div"), arg("grad_points"),
+        arg("device"), arg("stream"), nogil);
   m.def("reprojection_workspace_cuda", &fastpose::projection::reprojection_workspace_elems_cuda, arg("npoints"));
   m.def("reprojection_forward_cuda", &fastpose::projection::reprojection_forward_cuda, arg("dtype"), arg("points"),
-        arg("npoints"), arg("camera"), arg("ncams"), arg("keypoints"), arg("weights"), arg("scale"), arg("loss"),
-        arg("grad"), arg("workspace"), arg("device"), arg("stream"), nogil);
+        arg("npoints"), arg("camera"), arg("ncams"), arg("cam_div"), arg("keypoints"), arg("weights"), arg("scale"),
+        arg("loss"), arg("grad"), arg("workspace"), arg("device"), arg("stream"), nogil);
 #endif
 }

@@ -17,8 +17,11 @@ reprojection_loss = sum_i w_i |out_i - kp_i| / P over the P points (0 when P = 0
 points, keypoints and weights, partial sums per program, then ``torch.sum`` in a fixed order); the
 backward recomputes the projection from the inputs instead of storing it.
 
-Points are flattened to (P, 3); camera (...c, 9) to (C, 9): its leading dims are a prefix of the
-points' leading dims, so point ``i`` uses camera ``i // G`` with ``G = P / C``.
+Points (*L, J, 3) are flattened to (P, 3). The camera (*Lc, 9) broadcasts to L by torch's rule
+and is never expanded over the points: it is reduced to C compact rows (C, 9) and point ``i``
+uses camera row ``(i // G) % C`` (:func:`fastpose.reference.projection.camera_broadcast_map`:
+G = J * the product of the leading dims after the camera's span). Equal leading dims give
+G = J and C = P / J, the same rows as ``i // J``.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import triton.language as tl
 from torch import Tensor
 from torch.library import wrap_triton
 
+from ..reference.projection import compact_camera
 from ._common import INTERPRET, acc_dtype, define_op, store_dtype, unused_pointer
 
 __all__ = [
@@ -61,12 +65,12 @@ def _configs():
 
 
 @triton.jit
-def _load_points(pts_ptr, cam_ptr, idx, mask, G, acc: tl.constexpr):
-    """x, y, z of points ``idx`` (int64) and the 9 parameters of their cameras (idx // G)."""
+def _load_points(pts_ptr, cam_ptr, idx, mask, G, C, acc: tl.constexpr):
+    """x, y, z of points ``idx`` (int64) and the 9 parameters of their cameras ((idx // G) % C)."""
     x = tl.load(pts_ptr + idx * 3 + 0, mask=mask, other=0.0).to(acc)
     y = tl.load(pts_ptr + idx * 3 + 1, mask=mask, other=0.0).to(acc)
     z = tl.load(pts_ptr + idx * 3 + 2, mask=mask, other=1.0).to(acc)
-    cam = cam_ptr + (idx // G) * 9
+    cam = cam_ptr + ((idx // G) % C) * 9
     fx = tl.load(cam + 0, mask=mask, other=0.0)
     fy = tl.load(cam + 1, mask=mask, other=0.0)
     cx = tl.load(cam + 2, mask=mask, other=0.0)
@@ -121,7 +125,7 @@ def _project_fwd_kernel(
     pts_ptr,  # (P, 3) contiguous
     cam_ptr,  # (C, 9) contiguous; its dtype is the accumulation dtype
     out_ptr,  # (P, 2) points' dtype
-    P, G, CHUNK,
+    P, G, C, CHUNK,
     BLOCK: tl.constexpr,
 ):
     acc = cam_ptr.dtype.element_ty
@@ -130,7 +134,7 @@ def _project_fwd_kernel(
     for i0 in range(0, CHUNK, BLOCK):
         idx = lo + i0 + tl.arange(0, BLOCK)
         mask = idx < hi
-        x, y, z, fx, fy, cx, cy, k1, k2, k3, pa, pb = _load_points(pts_ptr, cam_ptr, idx, mask, G, acc)
+        x, y, z, fx, fy, cx, cy, k1, k2, k3, pa, pb = _load_points(pts_ptr, cam_ptr, idx, mask, G, C, acc)
         u, v = _project(x, y, z, fx, fy, cx, cy, k1, k2, k3, pa, pb)
         out_ty = out_ptr.dtype.element_ty
         tl.store(out_ptr + idx * 2 + 0, u.to(out_ty), mask=mask)
@@ -144,7 +148,7 @@ def _project_bwd_kernel(
     cam_ptr,  # (C, 9) accumulation dtype
     grad_out_ptr,  # (P, 2) dL/dout
     grad_ptr,  # (P, 3) dL/dpoints, points' dtype
-    P, G, CHUNK,
+    P, G, C, CHUNK,
     BLOCK: tl.constexpr,
 ):
     acc = cam_ptr.dtype.element_ty
@@ -153,7 +157,7 @@ def _project_bwd_kernel(
     for i0 in range(0, CHUNK, BLOCK):
         idx = lo + i0 + tl.arange(0, BLOCK)
         mask = idx < hi
-        x, y, z, fx, fy, cx, cy, k1, k2, k3, pa, pb = _load_points(pts_ptr, cam_ptr, idx, mask, G, acc)
+        x, y, z, fx, fy, cx, cy, k1, k2, k3, pa, pb = _load_points(pts_ptr, cam_ptr, idx, mask, G, C, acc)
         g0 = tl.load(grad_out_ptr + idx * 2 + 0, mask=mask, other=0.0).to(acc)
         g1 = tl.load(grad_out_ptr + idx * 2 + 1, mask=mask, other=0.0).to(acc)
         dx, dy, dz = _project_vjp(x, y, z, fx, fy, k1, k2, k3, pa, pb, g0, g1)
@@ -171,7 +175,7 @@ def _reproj_fwd_kernel(
     kp_ptr,  # (P, 2) accumulation dtype
     w_ptr,  # (P,) accumulation dtype      [read when HAS_W]
     part_ptr,  # (cdiv(P, CHUNK),) sum of w |e| over the program's points
-    P, G, CHUNK,
+    P, G, C, CHUNK,
     HAS_W: tl.constexpr, BLOCK: tl.constexpr,
 ):
     acc = cam_ptr.dtype.element_ty
@@ -182,7 +186,7 @@ def _reproj_fwd_kernel(
     for i0 in range(0, CHUNK, BLOCK):
         idx = lo + i0 + tl.arange(0, BLOCK)
         mask = idx < hi
-        x, y, z, fx, fy, cx, cy, k1, k2, k3, pa, pb = _load_points(pts_ptr, cam_ptr, idx, mask, G, acc)
+        x, y, z, fx, fy, cx, cy, k1, k2, k3, pa, pb = _load_points(pts_ptr, cam_ptr, idx, mask, G, C, acc)
         u, v = _project(x, y, z, fx, fy, cx, cy, k1, k2, k3, pa, pb)
         e0 = u - tl.load(kp_ptr + idx * 2 + 0, mask=mask, other=0.0)
         e1 = v - tl.load(kp_ptr + idx * 2 + 1, mask=mask, other=0.0)
@@ -202,7 +206,7 @@ def _reproj_bwd_kernel(
     w_ptr,  # (P,) accumulation dtype      [read when HAS_W]
     scale_ptr,  # (1,) dL/dloss / P, accumulation dtype
     grad_ptr,  # (P, 3) dL/dpoints, points' dtype
-    P, G, CHUNK,
+    P, G, C, CHUNK,
     HAS_W: tl.constexpr, BLOCK: tl.constexpr,
 ):
     acc = cam_ptr.dtype.element_ty
@@ -212,7 +216,7 @@ def _reproj_bwd_kernel(
     for i0 in range(0, CHUNK, BLOCK):
         idx = lo + i0 + tl.arange(0, BLOCK)
         mask = idx < hi
-        x, y, z, fx, fy, cx, cy, k1, k2, k3, pa, pb = _load_points(pts_ptr, cam_ptr, idx, mask, G, acc)
+        x, y, z, fx, fy, cx, cy, k1, k2, k3, pa, pb = _load_points(pts_ptr, cam_ptr, idx, mask, G, C, acc)
         u, v = _project(x, y, z, fx, fy, cx, cy, k1, k2, k3, pa, pb)
         e0 = u - tl.load(kp_ptr + idx * 2 + 0, mask=mask, other=0.0)
         e1 = v - tl.load(kp_ptr + idx * 2 + 1, mask=mask, other=0.0)
@@ -232,14 +236,13 @@ def _reproj_bwd_kernel(
 # ---- host launchers --------------------------------------------------------------------------
 
 
-def _flat(points: Tensor, camera: Tensor) -> tuple[Tensor, Tensor, int, int]:
-    """points (..., J, 3) -> (P, 3) contiguous; camera (...c, 9) -> (C, 9) accumulation dtype;
-    returns (pts, cam, P, G) with G = P // C points per camera."""
+def _flat(points: Tensor, camera: Tensor) -> tuple[Tensor, Tensor, int, int, int]:
+    """points (*L, J, 3) -> (P, 3) contiguous; camera (*Lc, 9) -> (C, 9) compact rows in the
+    accumulation dtype; returns (pts, cam, P, G, C): point i uses camera row (i // G) % C."""
     pts = points.contiguous()
-    cam = camera.to(acc_dtype(points.dtype)).contiguous()
+    cam, c, inner = compact_camera(camera, tuple(points.shape[:-2]), acc_dtype(points.dtype))
     p = math.prod(points.shape[:-1])
-    c = math.prod(camera.shape[:-1])
-    return pts, cam, p, (p // c if c > 0 else 1)
+    return pts, cam, p, max(points.shape[-2] * inner, 1), max(c, 1)
 
 
 def _chunk(chunk: int | None) -> int:
@@ -252,23 +255,23 @@ def _chunk(chunk: int | None) -> int:
 
 def project_forward(points: Tensor, camera: Tensor, chunk: int | None = None) -> Tensor:
     """points (..., J, 3), camera (...c, 9) -> (..., J, 2) in points' dtype."""
-    pts, cam, p, g = _flat(points, camera)
+    pts, cam, p, g, c = _flat(points, camera)
     out = torch.empty((*points.shape[:-1], 2), dtype=store_dtype(points.dtype), device=points.device)
     if p > 0:
         ch = _chunk(chunk)
-        wrap_triton(_project_fwd_kernel)[(triton.cdiv(p, ch),)](pts, cam, out, p, g, ch)
+        wrap_triton(_project_fwd_kernel)[(triton.cdiv(p, ch),)](pts, cam, out, p, g, c, ch)
     return out.to(points.dtype)
 
 
 def project_backward(grad_out: Tensor, points: Tensor, camera: Tensor,
                      chunk: int | None = None) -> Tensor:
     """dL/dpoints (..., J, 3) from dL/dout (..., J, 2)."""
-    pts, cam, p, g = _flat(points, camera)
+    pts, cam, p, g, c = _flat(points, camera)
     grad = torch.empty(points.shape, dtype=store_dtype(points.dtype), device=points.device)
     if p > 0:
         ch = _chunk(chunk)
         wrap_triton(_project_bwd_kernel)[(triton.cdiv(p, ch),)](
-            pts, cam, grad_out.contiguous(), grad, p, g, ch
+            pts, cam, grad_out.contiguous(), grad, p, g, c, ch
         )
     return grad.to(points.dtype)
 
@@ -286,7 +289,7 @@ def _loss_inputs(points, keypoints_2d, weights):
 def reprojection_loss_forward(points: Tensor, camera: Tensor, keypoints_2d: Tensor,
                               weights: Tensor | None, chunk: int | None = None) -> Tensor:
     """() mean of w |project(points) - keypoints_2d| over all points, in points' dtype."""
-    pts, cam, p, g = _flat(points, camera)
+    pts, cam, p, g, c = _flat(points, camera)
     if p == 0:
         return torch.zeros((), dtype=points.dtype, device=points.device)
     kp, w = _loss_inputs(points, keypoints_2d, weights)
@@ -294,7 +297,7 @@ def reprojection_loss_forward(points: Tensor, camera: Tensor, keypoints_2d: Tens
     programs = triton.cdiv(p, ch)
     part = torch.empty((programs,), dtype=cam.dtype, device=points.device)
     wrap_triton(_reproj_fwd_kernel)[(programs,)](
-        pts, cam, kp, w, part, p, g, ch, HAS_W=weights is not None
+        pts, cam, kp, w, part, p, g, c, ch, HAS_W=weights is not None
     )
     return (part.sum() / p).to(points.dtype)
 
@@ -302,7 +305,7 @@ def reprojection_loss_forward(points: Tensor, camera: Tensor, keypoints_2d: Tens
 def reprojection_loss_backward(grad: Tensor, points: Tensor, camera: Tensor, keypoints_2d: Tensor,
                                weights: Tensor | None, chunk: int | None = None) -> Tensor:
     """dL/dpoints (..., J, 3) for the scalar gradient ``grad`` of the loss."""
-    pts, cam, p, g = _flat(points, camera)
+    pts, cam, p, g, c = _flat(points, camera)
     out = torch.empty(points.shape, dtype=store_dtype(points.dtype), device=points.device)
     if p == 0:
         return out.to(points.dtype)
@@ -310,7 +313,7 @@ def reprojection_loss_backward(grad: Tensor, points: Tensor, camera: Tensor, key
     scale = (grad.to(cam.dtype) / p).reshape(1)
     ch = _chunk(chunk)
     wrap_triton(_reproj_bwd_kernel)[(triton.cdiv(p, ch),)](
-        pts, cam, kp, w, scale, out, p, g, ch, HAS_W=weights is not None
+        pts, cam, kp, w, scale, out, p, g, c, ch, HAS_W=weights is not None
     )
     return out.to(points.dtype)
 

@@ -15,6 +15,7 @@
 #pragma once
 
 #include "../common/fp_common.h"
+#include "../row_scale/buffer_roles.h"
 
 namespace fastpose {
 namespace projection {
@@ -83,29 +84,51 @@ FP_HD A reprojection_point(A x, A y, A z, const Camera<A>& c, A kx, A ky, A w, A
   return w * n;
 }
 
+// Camera row of point p (the camera index map): row = (p / cam_div) % ncams. The Python glue
+// reduces torch broadcasting of camera (*C, 9) against points (*L, J, 3) to this map (see
+// fastpose/reference/projection.py: camera_broadcast_map): ncams compact camera rows cover one
+// contiguous span of the points' leading dims, cam_div = J * (product of the leading dims after
+// the span), and `% ncams` repeats the span over the leading dims before it. Equal leading dims:
+// ncams = prod(L), cam_div = J; one camera: ncams = 1. The row is < ncams for every p, so a
+// camera read is always in bounds.
+FP_HD int64_t camera_row(int64_t p, int64_t cam_div, int64_t ncams) { return (p / cam_div) % ncams; }
+
 // ---- host entry points ----------------------------------------------------------------------------
-// points (npoints, 3) dtype; camera (ncams, 9) accumulation dtype; camera i serves points
-// [i * npoints / ncams, (i + 1) * npoints / ncams) (ncams divides npoints; the Python glue flattens
-// the camera's leading dims, a prefix of the points' leading dims). out (npoints, 2) dtype.
+// Buffer roles (buffer_roles.h): kStorage = the dtype code's type T, kAcc = acc_t<T>. On the CPU
+// (float32/float64 only) the two coincide. Shapes: points (npoints, 3), camera (ncams, 9),
+// out (npoints, 2), keypoints (npoints, 2), weights (npoints) or absent, loss (), grad (npoints, 3)
+// or absent, workspace (reprojection_workspace_elems_cuda(npoints)).
+constexpr BufferRole kProjectForwardBuffers[] = {
+    {"points", Role::kStorage}, {"camera", Role::kAcc}, {"out", Role::kStorage}};
+constexpr BufferRole kProjectBackwardBuffers[] = {
+    {"grad_out", Role::kStorage}, {"points", Role::kStorage}, {"camera", Role::kAcc},
+    {"grad_points", Role::kStorage}};
+// grad is the gradient of the loss saved by the forward for the backward (row_scale reads it as
+// its kAcc `src`): kept in the accumulation type so float16/bfloat16 round once, at the end.
+constexpr BufferRole kReprojectionForwardBuffers[] = {
+    {"points", Role::kStorage}, {"camera", Role::kAcc}, {"keypoints", Role::kAcc}, {"weights", Role::kAcc},
+    {"loss", Role::kStorage},   {"grad", Role::kAcc},   {"workspace", Role::kAcc}};
+
+// out = projection of points; camera row of point p = camera_row(p, cam_div, ncams).
 void project_forward_cpu(int dtype, uintptr_t points, int64_t npoints, uintptr_t camera, int64_t ncams,
-                         uintptr_t out, int threads);
-// grad_out (npoints, 2) dtype -> grad_points (npoints, 3) dtype.
+                         int64_t cam_div, uintptr_t out, int threads);
+// grad_out -> grad_points.
 void project_backward_cpu(int dtype, uintptr_t grad_out, uintptr_t points, int64_t npoints, uintptr_t camera,
-                          int64_t ncams, uintptr_t grad_points, int threads);
-// keypoints (npoints, 2) and weights (npoints) or 0 in the accumulation dtype; loss () dtype =
-// scale * sum_p w_p ||proj_p - kp_p||; grad (npoints, 3) dtype or 0: scale * d(sum w n)/dpoints.
+                          int64_t ncams, int64_t cam_div, uintptr_t grad_points, int threads);
+// loss = scale * sum_p w_p ||proj_p - kp_p|| (weights 0 = all ones); grad (or 0 = not wanted) =
+// scale * d(sum_p w_p n_p)/dpoints.
 void reprojection_forward_cpu(int dtype, uintptr_t points, int64_t npoints, uintptr_t camera, int64_t ncams,
-                              uintptr_t keypoints, uintptr_t weights, double scale, uintptr_t loss,
+                              int64_t cam_div, uintptr_t keypoints, uintptr_t weights, double scale, uintptr_t loss,
                               uintptr_t grad, int threads);
 
 #if defined(FASTPOSE_WITH_CUDA)
 void project_forward_cuda(int dtype, uintptr_t points, int64_t npoints, uintptr_t camera, int64_t ncams,
-                          uintptr_t out, int device, uintptr_t stream);
+                          int64_t cam_div, uintptr_t out, int device, uintptr_t stream);
 void project_backward_cuda(int dtype, uintptr_t grad_out, uintptr_t points, int64_t npoints, uintptr_t camera,
-                           int64_t ncams, uintptr_t grad_points, int device, uintptr_t stream);
+                           int64_t ncams, int64_t cam_div, uintptr_t grad_points, int device, uintptr_t stream);
 int64_t reprojection_workspace_elems_cuda(int64_t npoints);
 void reprojection_forward_cuda(int dtype, uintptr_t points, int64_t npoints, uintptr_t camera, int64_t ncams,
-                               uintptr_t keypoints, uintptr_t weights, double scale, uintptr_t loss,
+                               int64_t cam_div, uintptr_t keypoints, uintptr_t weights, double scale, uintptr_t loss,
                                uintptr_t grad, uintptr_t workspace, int device, uintptr_t stream);
 #endif
 

@@ -100,61 +100,63 @@ FP_CPU_CLONES double reproj_run(const T* __restrict p, const T* __restrict kp, c
   return static_cast<double>(acc[0]);
 }
 
-// Calls fn(first_point, count, camera) for every run of points of chunk [p0, p1) sharing a camera.
+// Calls fn(first_point, count, camera) for every run of points of chunk [p0, p1) sharing a camera:
+// points [k cam_div, (k + 1) cam_div) use camera row k % ncams (projection.h: camera_row).
 template <typename T, typename Fn>
-void for_camera_runs(int64_t p0, int64_t p1, int64_t per_cam, const T* camera, Fn&& fn) {
+void for_camera_runs(int64_t p0, int64_t p1, int64_t ncams, int64_t cam_div, const T* camera, Fn&& fn) {
   int64_t i = p0;
   while (i < p1) {
-    const int64_t ci = i / per_cam;
-    const int64_t end = std::min(p1, (ci + 1) * per_cam);
-    fn(i, end - i, load_camera<T>(camera + ci * kCam));
+    const int64_t k = i / cam_div;
+    const int64_t end = std::min(p1, (k + 1) * cam_div);
+    fn(i, end - i, load_camera<T>(camera + (k % ncams) * kCam));
     i = end;
   }
 }
 
-void check_common(int dtype, int64_t npoints, int64_t ncams, const char* fn) {
+void check_common(int dtype, int64_t npoints, int64_t ncams, int64_t cam_div, const char* fn) {
   fp_check_dtype_cpu(dtype, fn);
   fp_check(npoints >= 0, std::string(fn) + ": npoints must be >= 0");
-  fp_check(npoints == 0 || (ncams >= 1 && npoints % ncams == 0),
-           std::string(fn) + ": ncams must divide npoints, got npoints=" + std::to_string(npoints) +
-               " ncams=" + std::to_string(ncams));
+  fp_check(npoints == 0 || (ncams >= 1 && cam_div >= 1),
+           std::string(fn) + ": expected ncams >= 1 and cam_div >= 1, got ncams=" + std::to_string(ncams) +
+               " cam_div=" + std::to_string(cam_div));
 }
 
 template <typename T>
-void forward_impl(const T* points, int64_t npoints, const T* camera, int64_t ncams, T* out, int threads) {
-  const int64_t per_cam = npoints / ncams, chunks = (npoints + kChunkPoints - 1) / kChunkPoints;
+void forward_impl(const T* points, int64_t npoints, const T* camera, int64_t ncams, int64_t cam_div, T* out,
+                  int threads) {
+  const int64_t chunks = (npoints + kChunkPoints - 1) / kChunkPoints;
 #pragma omp parallel for schedule(static) num_threads(resolve_threads(threads)) \
     if (npoints >= kParallelMinPoints)
   for (int64_t ch = 0; ch < chunks; ++ch) {
     const int64_t p0 = ch * kChunkPoints, p1 = std::min(npoints, p0 + kChunkPoints);
-    for_camera_runs(p0, p1, per_cam, camera, [&](int64_t i, int64_t n, const Camera<T>& c) {
+    for_camera_runs(p0, p1, ncams, cam_div, camera, [&](int64_t i, int64_t n, const Camera<T>& c) {
       forward_run<T>(points + 3 * i, n, c, out + 2 * i);
     });
   }
 }
 
 template <typename T>
-void backward_impl(const T* go, const T* points, int64_t npoints, const T* camera, int64_t ncams, T* gp,
-                   int threads) {
-  const int64_t per_cam = npoints / ncams, chunks = (npoints + kChunkPoints - 1) / kChunkPoints;
+void backward_impl(const T* go, const T* points, int64_t npoints, const T* camera, int64_t ncams, int64_t cam_div,
+                   T* gp, int threads) {
+  const int64_t chunks = (npoints + kChunkPoints - 1) / kChunkPoints;
 #pragma omp parallel for schedule(static) num_threads(resolve_threads(threads)) \
     if (npoints >= kParallelMinPoints)
   for (int64_t ch = 0; ch < chunks; ++ch) {
     const int64_t p0 = ch * kChunkPoints, p1 = std::min(npoints, p0 + kChunkPoints);
-    for_camera_runs(p0, p1, per_cam, camera, [&](int64_t i, int64_t n, const Camera<T>& c) {
+    for_camera_runs(p0, p1, ncams, cam_div, camera, [&](int64_t i, int64_t n, const Camera<T>& c) {
       backward_run<T>(go + 2 * i, points + 3 * i, n, c, gp + 3 * i);
     });
   }
 }
 
 template <typename T>
-void reproj_impl(const T* points, int64_t npoints, const T* camera, int64_t ncams, const T* kp, const T* wt,
-                 double scale, T* loss, T* grad, int threads) {
+void reproj_impl(const T* points, int64_t npoints, const T* camera, int64_t ncams, int64_t cam_div, const T* kp,
+                 const T* wt, double scale, T* loss, T* grad, int threads) {
   if (npoints == 0) {
     *loss = T(0);  // a mean over no points is 0 (documented), not NaN
     return;
   }
-  const int64_t per_cam = npoints / ncams, chunks = (npoints + kChunkPoints - 1) / kChunkPoints;
+  const int64_t chunks = (npoints + kChunkPoints - 1) / kChunkPoints;
   std::vector<double> part(static_cast<size_t>(chunks));
   const T sc = static_cast<T>(scale);
 #pragma omp parallel for schedule(static) num_threads(resolve_threads(threads)) \
@@ -162,7 +164,7 @@ void reproj_impl(const T* points, int64_t npoints, const T* camera, int64_t ncam
   for (int64_t ch = 0; ch < chunks; ++ch) {
     const int64_t p0 = ch * kChunkPoints, p1 = std::min(npoints, p0 + kChunkPoints);
     double s = 0.0;
-    for_camera_runs(p0, p1, per_cam, camera, [&](int64_t i, int64_t n, const Camera<T>& c) {
+    for_camera_runs(p0, p1, ncams, cam_div, camera, [&](int64_t i, int64_t n, const Camera<T>& c) {
       const T* pi = points + 3 * i;
       const T* ki = kp + 2 * i;
       T* gi = grad ? grad + 3 * i : nullptr;
@@ -185,9 +187,9 @@ void reproj_impl(const T* points, int64_t npoints, const T* camera, int64_t ncam
 }  // namespace
 
 void project_forward_cpu(int dtype, uintptr_t points, int64_t npoints, uintptr_t camera, int64_t ncams,
-                         uintptr_t out, int threads) {
+                         int64_t cam_div, uintptr_t out, int threads) {
   const char* fn = "projection.project_forward_cpu";
-  check_common(dtype, npoints, ncams, fn);
+  check_common(dtype, npoints, ncams, cam_div, fn);
   if (npoints == 0) return;
   fp_check_ptr(points, fn, "points");
   fp_check_ptr(camera, fn, "camera");
@@ -195,16 +197,16 @@ void project_forward_cpu(int dtype, uintptr_t points, int64_t npoints, uintptr_t
   advise_huge_pages(out, static_cast<size_t>(npoints) * 2 * (dtype == 0 ? 4 : 8));
   if (dtype == 0)
     forward_impl(reinterpret_cast<const float*>(points), npoints, reinterpret_cast<const float*>(camera), ncams,
-                 reinterpret_cast<float*>(out), threads);
+                 cam_div, reinterpret_cast<float*>(out), threads);
   else
     forward_impl(reinterpret_cast<const double*>(points), npoints, reinterpret_cast<const double*>(camera), ncams,
-                 reinterpret_cast<double*>(out), threads);
+                 cam_div, reinterpret_cast<double*>(out), threads);
 }
 
 void project_backward_cpu(int dtype, uintptr_t grad_out, uintptr_t points, int64_t npoints, uintptr_t camera,
-                          int64_t ncams, uintptr_t grad_points, int threads) {
+                          int64_t ncams, int64_t cam_div, uintptr_t grad_points, int threads) {
   const char* fn = "projection.project_backward_cpu";
-  check_common(dtype, npoints, ncams, fn);
+  check_common(dtype, npoints, ncams, cam_div, fn);
   if (npoints == 0) return;
   fp_check_ptr(grad_out, fn, "grad_out");
   fp_check_ptr(points, fn, "points");
@@ -213,17 +215,19 @@ void project_backward_cpu(int dtype, uintptr_t grad_out, uintptr_t points, int64
   advise_huge_pages(grad_points, static_cast<size_t>(npoints) * 3 * (dtype == 0 ? 4 : 8));
   if (dtype == 0)
     backward_impl(reinterpret_cast<const float*>(grad_out), reinterpret_cast<const float*>(points), npoints,
-                  reinterpret_cast<const float*>(camera), ncams, reinterpret_cast<float*>(grad_points), threads);
+                  reinterpret_cast<const float*>(camera), ncams, cam_div, reinterpret_cast<float*>(grad_points),
+                  threads);
   else
     backward_impl(reinterpret_cast<const double*>(grad_out), reinterpret_cast<const double*>(points), npoints,
-                  reinterpret_cast<const double*>(camera), ncams, reinterpret_cast<double*>(grad_points), threads);
+                  reinterpret_cast<const double*>(camera), ncams, cam_div, reinterpret_cast<double*>(grad_points),
+                  threads);
 }
 
 void reprojection_forward_cpu(int dtype, uintptr_t points, int64_t npoints, uintptr_t camera, int64_t ncams,
-                              uintptr_t keypoints, uintptr_t weights, double scale, uintptr_t loss, uintptr_t grad,
-                              int threads) {
+                              int64_t cam_div, uintptr_t keypoints, uintptr_t weights, double scale, uintptr_t loss,
+                              uintptr_t grad, int threads) {
   const char* fn = "projection.reprojection_forward_cpu";
-  check_common(dtype, npoints, ncams, fn);
+  check_common(dtype, npoints, ncams, cam_div, fn);
   fp_check_ptr(loss, fn, "loss");
   if (npoints > 0) {
     fp_check_ptr(points, fn, "points");
@@ -231,13 +235,15 @@ void reprojection_forward_cpu(int dtype, uintptr_t points, int64_t npoints, uint
     fp_check_ptr(keypoints, fn, "keypoints");
   }
   advise_huge_pages(grad, static_cast<size_t>(npoints) * 3 * (dtype == 0 ? 4 : 8));
+  // On the CPU storage and accumulation types coincide (float32/float64), so every role of
+  // kReprojectionForwardBuffers is T here.
   if (dtype == 0)
     reproj_impl(reinterpret_cast<const float*>(points), npoints, reinterpret_cast<const float*>(camera), ncams,
-                reinterpret_cast<const float*>(keypoints), reinterpret_cast<const float*>(weights), scale,
+                cam_div, reinterpret_cast<const float*>(keypoints), reinterpret_cast<const float*>(weights), scale,
                 reinterpret_cast<float*>(loss), reinterpret_cast<float*>(grad), threads);
   else
     reproj_impl(reinterpret_cast<const double*>(points), npoints, reinterpret_cast<const double*>(camera), ncams,
-                reinterpret_cast<const double*>(keypoints), reinterpret_cast<const double*>(weights), scale,
+                cam_div, reinterpret_cast<const double*>(keypoints), reinterpret_cast<const double*>(weights), scale,
                 reinterpret_cast<double*>(loss), reinterpret_cast<double*>(grad), threads);
 }
 

@@ -39,11 +39,13 @@ void forward_cuda(int dtype, uintptr_t src, uintptr_t scale, uintptr_t out, int6
   cuda::DeviceGuard guard(device);
   cuda::dispatch_dtype(dtype, fn, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    using A = acc_t<T>;
+    constexpr const auto& R = kRowScaleBuffers;
     const int64_t per_block = static_cast<int64_t>(kThreads) * kPerThread;
     const dim3 grid(static_cast<unsigned>((cols + per_block - 1) / per_block), cuda::grid_dim_y(rows));
     row_scale_kernel<T><<<grid, kThreads, 0, cuda::as_stream(stream)>>>(
-        reinterpret_cast<const A*>(src), reinterpret_cast<const A*>(scale), reinterpret_cast<T*>(out), rows, cols);
+        reinterpret_cast<const buf_t<role_of(R, "src"), T>*>(src),
+        reinterpret_cast<const buf_t<role_of(R, "scale"), T>*>(scale),
+        reinterpret_cast<buf_t<role_of(R, "out"), T>*>(out), rows, cols);
     cuda::check_launch("row_scale_kernel");
   });
 }

@@ -6,6 +6,7 @@
 #pragma once
 
 #include "../common/fp_common.h"
+#include "buffer_roles.h"
 
 namespace fastpose {
 namespace row_scale {
@@ -15,9 +16,13 @@ FP_HD A scale_element(A v, A s) {
   return v * s;
 }
 
-// src (rows, cols) and scale (rows) in the accumulation dtype (the saved gradients are kept in
-// float32 for float16/bfloat16 inputs, so they are rounded once, at the end); out (rows, cols) dtype.
-// On the CPU (float32/float64 only) the two types coincide and out may alias src.
+// src (rows, cols) and scale (rows) in the accumulation type acc_t<T> (the saved gradients are kept
+// in float32 for float16/bfloat16 inputs, so they are rounded once, at the end); out (rows, cols) in
+// the storage type T of the dtype code. On the CPU (float32/float64 only) the two types coincide
+// and out may alias src. Every producer of `src` (e.g. projection.h: the reprojection forward's
+// `grad`) declares it kAcc too; the CPU test tests/ops/test_kernel_boundary.py checks the chain.
+constexpr BufferRole kRowScaleBuffers[] = {{"src", Role::kAcc}, {"scale", Role::kAcc}, {"out", Role::kStorage}};
+
 void forward_cpu(int dtype, uintptr_t src, uintptr_t scale, uintptr_t out, int64_t rows, int64_t cols, int threads);
 
 #if defined(FASTPOSE_WITH_CUDA)

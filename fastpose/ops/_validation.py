@@ -99,18 +99,31 @@ def reduction_value(op: str, reduction: object) -> str:
 
 
 def camera_tensor(op: str, camera: object, points: torch.Tensor) -> torch.Tensor:
-    """camera (...c, 9) whose leading dims are a prefix of points' leading dims ``points.shape[:-2]``."""
+    """camera (*C, 9) whose leading dims broadcast (torch's rule: aligned from the right, size-1 or
+    missing dims repeat) to the points' leading dims L = ``points.shape[:-2]`` without enlarging
+    them: broadcast_shapes(C, L) == L."""
     if not isinstance(camera, torch.Tensor):
         raise TypeError(f"{op}: camera must be a torch.Tensor, got {type(camera).__name__}")
     if not camera.is_floating_point():
         raise ValueError(f"{op}: camera must be a floating tensor, got dtype {camera.dtype}")
     lead = tuple(points.shape[:-2])
     cam_lead = tuple(camera.shape[:-1])
-    if camera.dim() < 1 or camera.shape[-1] != 9 or cam_lead != lead[: len(cam_lead)] or len(cam_lead) > len(lead):
+    if camera.dim() < 1 or camera.shape[-1] != 9:
         raise ValueError(
-            f"{op}: camera must have shape (..., 9) = (fx, fy, cx, cy, k1, k2, k3, p_a, p_b) whose "
-            f"leading dims are a prefix of points' leading dims {lead} (points {_shape(points)}), "
+            f"{op}: camera must have shape (..., 9) = (fx, fy, cx, cy, k1, k2, k3, p_a, p_b), "
             f"got {_shape(camera)}"
+        )
+    aligned = (1,) * (len(lead) - len(cam_lead)) + cam_lead
+    if len(cam_lead) > len(lead) or any(c not in (1, n) for c, n in zip(aligned, lead, strict=True)):
+        hint = ""
+        if 0 < len(cam_lead) < len(lead) and cam_lead == lead[: len(cam_lead)]:
+            per = "(" + ", ".join(str(d) for d in (*cam_lead, *(1,) * (len(lead) - len(cam_lead)), 9)) + ")"
+            hint = (f"; for one camera per leading index of points pass camera of shape {per} "
+                    f"(camera.reshape{per})")
+        raise ValueError(
+            f"{op}: camera's leading dims must broadcast to points' leading dims {lead} (points "
+            f"{_shape(points)}) by torch's rule (aligned from the right; each camera dim 1 or equal; "
+            f"no extra dims), got camera {_shape(camera)}{hint}"
         )
     same_device(op, "camera", camera, "points", points)
     no_grad(op, "camera", camera)

@@ -1,9 +1,12 @@
 """Camera projection with radial + tangential distortion and the 2D reprojection loss: the
 reference math (VideoPose3D's ``project_to_2d`` convention).
 
-points (..., J, 3) in the camera frame, camera (..., 9) = (fx, fy, cx, cy, k1, k2, k3, p_a, p_b);
-the camera's leading dims are a PREFIX of the points' leading dims (camera (N, 9) serves points
-(N, T, J, 3); camera (9,) serves all points)::
+points (*L, J, 3) in the camera frame, camera (*C, 9) = (fx, fy, cx, cy, k1, k2, k3, p_a, p_b).
+The camera's leading dims C broadcast against the points' leading dims L by torch's rule (aligned
+from the right; a missing or size-1 dim repeats), and may not enlarge them: broadcast_shapes(C, L)
+must equal L. For points (B, T, J, 3): camera (B, T, 9) is one camera per frame, (B, 1, 9) one per
+sequence, (T, 9) one per frame index shared by the batch, (9,) one for all.
+:func:`camera_broadcast_map` reduces that broadcast to the index map the fast kernels use. Per point::
 
     u      = (x / z, y / z)                              (..., J, 2)
     XX     = clamp(u, -1, 1)
@@ -27,11 +30,15 @@ Points must have z != 0 (as in VideoPose3D). Half precision is computed in float
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from fastpose.reference.soft_argmax import _compute_dtype
 
 __all__ = [
+    "camera_broadcast_map",
+    "compact_camera",
     "project_to_2d",
     "project_to_2d_backward",
     "reprojection_loss",
@@ -40,9 +47,52 @@ __all__ = [
 
 
 def _camera_view(camera: torch.Tensor, points: torch.Tensor, acc: torch.dtype) -> torch.Tensor:
-    """camera (*C, 9) -> (*C, 1, .., 1, 9) in ``acc`` so it broadcasts against points (*C, *R, J, 3)."""
-    extra = points.dim() - camera.dim()  # = len(R) + 1 (the joint dim)
-    return camera.to(acc).reshape(camera.shape[:-1] + (1,) * extra + (9,))  # (*C, 1.., 1, 9)
+    """camera (*C, 9) -> (*C, 1, 9) in ``acc``: the 1 is the joint dim, and torch broadcasting of
+    *C against the points' leading dims (*L) does the rest."""
+    return camera.to(acc).unsqueeze(-2)  # (*C, 1, 9)
+
+
+def camera_broadcast_map(camera_lead: tuple[int, ...], points_lead: tuple[int, ...]
+                         ) -> tuple[int, int, int, int]:
+    """The camera broadcast as an index map: ``(first, stop, ncams, inner)``.
+
+    camera_lead = C and points_lead = L (validated: broadcast_shapes(C, L) == L). With C padded
+    on the left by 1s to len(L), the dims where the camera varies ("kept": C_i = L_i != 1) lie in
+    the span [first, stop) (first = stop = len(L) when there is none: one camera). The camera of
+    leading-row q (row-major over L) is compact row::
+
+        row(q) = (q // inner) % ncams,   inner = prod(L[stop:]),   ncams = prod(L[first:stop])
+
+    of the camera restricted to the span and expanded over it (:func:`compact_camera`). Only a
+    size-1 camera dim *inside* the span (e.g. camera (A, 1, C, 9) for points (A, B, C, J, 3)) is
+    materialised there; dims outside the span are never expanded. For point p of the flattened
+    (*L, J) points, q = p // J, so the kernels use row = (p // (J * inner)) % ncams.
+    """
+    n = len(points_lead)
+    c = (1,) * (n - len(camera_lead)) + tuple(camera_lead)
+    kept = [i for i in range(n) if c[i] == points_lead[i] and points_lead[i] != 1]
+    if not kept:
+        return n, n, 1, 1
+    first, stop = kept[0], kept[-1] + 1
+    return first, stop, math.prod(points_lead[first:stop]), math.prod(points_lead[stop:])
+
+
+def compact_camera(camera: torch.Tensor, points_lead: tuple[int, ...], dtype: torch.dtype
+                   ) -> tuple[torch.Tensor, int, int]:
+    """(cam (ncams, 9) contiguous in ``dtype``, ncams, inner) for :func:`camera_broadcast_map`.
+
+    Equal leading dims (the common case) cost no copy when ``camera`` is already contiguous in
+    ``dtype``; a camera that broadcasts is sliced to its span, never expanded over the points."""
+    lead = tuple(camera.shape[:-1])
+    if lead == tuple(points_lead):  # hot path: one camera row per leading row
+        cam = camera if camera.dtype == dtype and camera.is_contiguous() else camera.to(dtype).contiguous()
+        return cam.reshape(-1, 9), math.prod(lead), 1
+    first, stop, ncams, inner = camera_broadcast_map(lead, tuple(points_lead))
+    n = len(points_lead)
+    view = camera.reshape((1,) * (n - len(lead)) + lead + (9,))  # (*C padded to len(L), 9), a view
+    span = view[(0,) * first + (slice(None),) * (stop - first) + (0,) * (n - stop)]  # (*C[first:stop], 9)
+    span = span.expand(*points_lead[first:stop], 9)  # size-1 dims inside the span only
+    return span.to(dtype).contiguous().reshape(ncams, 9), ncams, inner
 
 
 def _project_acc(pts: torch.Tensor, cam: torch.Tensor) -> torch.Tensor:
@@ -61,8 +111,8 @@ def _project_acc(pts: torch.Tensor, cam: torch.Tensor) -> torch.Tensor:
 
 
 def project_to_2d(points: torch.Tensor, camera: torch.Tensor) -> torch.Tensor:
-    """Project camera-frame points (..., J, 3) with intrinsics camera (*C, 9) (C a prefix of the
-    points' leading dims) to (..., J, 2) screen coordinates; points' dtype. Autograd-differentiable."""
+    """Project camera-frame points (*L, J, 3) with intrinsics camera (*C, 9) (C broadcasts to L,
+    see the module doc) to (*L, J, 2) screen coordinates; points' dtype. Autograd-differentiable."""
     acc = _compute_dtype(points.dtype)
     out = _project_acc(points.to(acc), _camera_view(camera, points, acc))  # (..., J, 2)
     return out.to(points.dtype)

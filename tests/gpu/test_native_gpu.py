@@ -50,8 +50,8 @@ def _points(seed, n, t, j, dtype):
     z = torch.rand(n, t, j, 1, generator=gen, device=DEV) * 3 + 2
     pts = torch.cat([xy * z, z], -1)
     pts[..., 0, 0] = pts[..., 0, 2] * 1.5  # clamped points
-    cam = torch.tensor(H36M_CAMERA, device=DEV).expand(n, 9).clone()
-    cam[:, :4] += torch.randn(n, 4, generator=gen, device=DEV) * 0.01
+    cam = torch.tensor(H36M_CAMERA, device=DEV).expand(n, 1, 9).clone()  # one per sequence, broadcast over t
+    cam[..., :4] += torch.randn(n, 1, 4, generator=gen, device=DEV) * 0.01
     kp = R.project_to_2d(pts, cam) + torch.randn(n, t, j, 2, generator=gen, device=DEV) * 0.02
     w = torch.rand(n, t, j, generator=gen, device=DEV) + 0.5
     return pts.to(dtype), cam, kp, w

@@ -126,8 +126,8 @@ def _lifting_inputs(seed, dtype):
     z = torch.rand(n, t, j, 1, generator=gen, device=DEV) * 3 + 1.5
     pts = torch.cat([xy * z / 2, z], -1)
     cam = torch.tensor([2.29, 2.29, 0.025, 0.029, -0.207, 0.248, -0.003, -0.001, -0.0014], device=DEV)
-    cam = cam.expand(n, 9).clone()
-    cam[:, :4] += torch.randn(n, 4, generator=gen, device=DEV) * 0.01
+    cam = cam.expand(n, 1, 9).clone()  # one camera per sequence, broadcast over t
+    cam[..., :4] += torch.randn(n, 1, 4, generator=gen, device=DEV) * 0.01
     kp = R.projection.project_to_2d(pts, cam) + torch.randn(n, t, j, 2, generator=gen, device=DEV) * 0.05
     w = torch.rand(n, t, j, generator=gen, device=DEV) + 0.5
     return pts.to(dtype), cam, kp, w

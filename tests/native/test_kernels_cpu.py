@@ -72,7 +72,7 @@ def _points_case(seed: int, n=3, t=50, j=17, dtype=torch.float32):
     pts = torch.cat([xy * z / 2, z], -1)
     cams = torch.tensor(
         [c.intrinsics(normalized=True).tolist() for c in h36m_cameras("S9")[:n]], dtype=torch.float64
-    )  # (n, 9) real Human3.6M intrinsics and distortion
+    )[:, None]  # (n, 1, 9) real Human3.6M intrinsics and distortion, one camera per sequence
     kp = R.project_to_2d(pts, cams) + torch.randn(n, t, j, 2, generator=g, dtype=torch.float64) * 0.02
     w = torch.rand(n, t, j, generator=g, dtype=torch.float64) + 0.5
     return pts.to(dtype), cams, kp, w
@@ -226,7 +226,7 @@ def test_projection_with_real_h36m_cameras(dtype):
     assert out.dtype == dtype and out.shape == (4, 9, 17, 2)
     tol = 1e-12 if dtype == torch.float64 else 2e-6
     for n in range(4):
-        cam = cams[n].tolist()
+        cam = cams[n, 0].tolist()
         for t in (0, 4, 8):
             for j in range(0, 17, 4):
                 exp = _naive_projection(pts[n, t, j].double().tolist(), cam)
@@ -273,8 +273,8 @@ def test_reprojection_with_real_cameras_matches_reference():
 
 def test_single_camera_serves_all_points():
     pts, cams, kp, w = _points_case(24, n=2, t=4, dtype=torch.float64)
-    out = ops.project_to_2d(pts, cams[0], backend="cpu")
-    torch.testing.assert_close(out, R.project_to_2d(pts, cams[0]), rtol=1e-13, atol=1e-14)
+    out = ops.project_to_2d(pts, cams[0, 0], backend="cpu")  # camera (9,)
+    torch.testing.assert_close(out, R.project_to_2d(pts, cams[0, 0]), rtol=1e-13, atol=1e-14)
 
 
 # ---- float64 gradcheck (full, not fast mode) ------------------------------------------------------
@@ -333,10 +333,13 @@ def test_raw_kernels_overwrite_poisoned_outputs():
     assert torch.isfinite(grad).all()
     mu = torch.rand(6, 3, generator=g) * 4
     loss_rows = torch.full((6,), float("nan"))
-    saved = torch.full_like(x, float("nan"))
-    C.heatmap_mse_forward_cpu(0, x.data_ptr(), 6, 5, 7, 33, 3, mu.data_ptr(), 1.0, 0, loss_rows.data_ptr(),
-                              saved.data_ptr(), 1.0, 2)
-    assert torch.isfinite(loss_rows).all() and torch.isfinite(saved).all()
+    C.heatmap_mse_forward_cpu(0, x.data_ptr(), 6, 5, 7, 33, 3, mu.data_ptr(), 1.0, 0, loss_rows.data_ptr(), 2)
+    assert torch.isfinite(loss_rows).all()
+    grad_loss = torch.randn(6, generator=g)  # per row ("none"), grad_stride 1
+    grad = torch.full_like(x, float("nan"))
+    C.heatmap_mse_backward_cpu(0, grad_loss.data_ptr(), 1, x.data_ptr(), 6, 5, 7, 33, 3, mu.data_ptr(), 1.0, 0,
+                               0.5, grad.data_ptr(), 2)
+    assert torch.isfinite(grad).all()
 
 
 # ---- 64-bit voxel walk of the CUDA kernels (runs on the host: same header) --------------------------

@@ -69,8 +69,8 @@ def make_inputs(op: str, gen: torch.Generator, dtype=torch.float32, j: int = 17,
     z = torch.rand(n, PTS["T"], j, 1, generator=gen, dtype=torch.float64) * 3 + 1.5
     pts = torch.cat([xy * z / 2, z], -1).to(dtype)
     pts[..., 0, 0] = pts[..., 0, 2] * 1.5  # a clamped point (|x/z| > 1) in every pose
-    cam = H36M_CAMERA.expand(n, 9).clone()
-    cam[:, :4] += rnd(n, 4, s=0.01)
+    cam = H36M_CAMERA.expand(n, 1, 9).clone()  # one camera per sequence, broadcast over T
+    cam[..., :4] += rnd(n, 1, 4, s=0.01)
     if op == "project_to_2d":
         return pts, (cam,)
     kp = R.project_to_2d(pts.double(), cam) + rnd(n, PTS["T"], j, 2, s=0.05)

@@ -1,24 +1,192 @@
-"""project_to_2d / reprojection_loss: every backend against the reference (generic tests) + specifics."""
+"""project_to_2d / reprojection_loss: every backend against the reference (generic tests) + specifics:
+the camera broadcasts against the points' leading dims by torch's rule (issue 13 §2)."""
 
+import re
+
+import pytest
 import torch
 
 import fastpose.reference as R
 from fastpose import ops
+from fastpose.reference.projection import camera_broadcast_map, compact_camera
 from tests._tolerances import assert_close
-from tests.ops._cases import H36M_CAMERA, make_inputs
+from tests.ops._cases import H36M_CAMERA, backends, run
 from tests.ops._generic import *  # noqa: F403
 
 OPS = ["project_to_2d", "reprojection_loss"]
 
 
-def test_camera_broadcast_forms(op, backend, fresh_seed):
-    """camera (9,), (N, 9) and (N, T, 9) for points (N, T, J, 3) agree with explicit expansion."""
+def _points(gen, lead, j, dtype=torch.float64):
+    """Camera-frame points (*lead, j, 3): z in [1.5, 4.5], some |x/z| > 1 (clamped)."""
+    xy = torch.randn(*lead, j, 2, generator=gen, dtype=torch.float64) * 0.6
+    z = torch.rand(*lead, j, 1, generator=gen, dtype=torch.float64) * 3 + 1.5
+    pts = torch.cat([xy * z / 2, z], -1)
+    if pts.numel():
+        pts[..., 0, 0] = pts[..., 0, 2] * 1.5  # a clamped point in every pose
+    return pts.to(dtype)
+
+
+def _cameras(gen, shape):
+    """Cameras (*shape, 9): the Human3.6M camera with a different f and c per entry (so a wrong
+    camera row changes the result)."""
+    cam = H36M_CAMERA.expand(*shape, 9).clone()
+    cam[..., :4] += torch.randn(*shape, 4, generator=gen, dtype=torch.float64) * 0.05
+    return cam
+
+
+def _args(op, gen, pts, cam):
+    if op == "project_to_2d":
+        return (cam,)
+    kp = torch.randn(*pts.shape[:-1], 2, generator=gen, dtype=torch.float64) * 0.5
+    w = torch.rand(*pts.shape[:-1], generator=gen, dtype=torch.float64) + 0.5
+    return cam, kp, w
+
+
+def _work_dtype(backend):
+    return torch.float64 if backend in backends("project_to_2d", "cpu", torch.float64) else torch.float32
+
+
+# (points' leading dims, camera's leading dims): size-1 dims, missing dims, equal dims, a camera
+# span in the middle (inner > 1 and outer repetition), an interleaved size-1 dim, one camera.
+_FORMS = [
+    ((2, 3), (2, 1)),
+    ((2, 3), (1, 3)),
+    ((2, 3), ()),
+    ((2, 3), (3,)),
+    ((2, 3), (2, 3)),
+    ((2, 3), (1, 1)),
+    ((2, 3, 2), (3, 1)),
+    ((2, 3, 2), (2, 1, 2)),
+    ((3,), (1,)),
+    ((), ()),
+]
+
+
+@pytest.mark.parametrize(("lead", "cam_lead"), _FORMS, ids=[f"{a}-{b}" for a, b in _FORMS])
+def test_camera_broadcasts_like_torch(op, backend, lead, cam_lead, fresh_seed):
+    """Every backend, forward and backward, equals the reference with the camera explicitly
+    expanded; on the fast backends the per-point results (projection, gradients) are bitwise equal
+    to their own with the expanded camera (the per-point math is the same, only the camera row
+    lookup differs). The loss is a sum whose CPU order follows the runs of points sharing a camera,
+    so it is compared with a tolerance."""
     gen = torch.Generator().manual_seed(fresh_seed)
-    pts, args = make_inputs(op, gen, torch.float64 if backend in ("reference", "cpu") else torch.float32, j=17)
-    n, t = pts.shape[:2]
-    rest = args[1:]
-    full = H36M_CAMERA.expand(n, t, 9)
-    expect = getattr(R, op)(pts.double(), full, *[a for a in rest])
-    for cam in (H36M_CAMERA, H36M_CAMERA.expand(n, 9), full):
-        got = getattr(ops, op)(pts, cam, *rest, backend=backend)
-        assert_close(got, expect.to(got.dtype), got.dtype, f"{op}[{backend}] camera {tuple(cam.shape)}")
+    dtype = _work_dtype(backend)
+    pts = _points(gen, lead, 4, dtype)
+    cam = _cameras(gen, cam_lead)
+    args = _args(op, gen, pts, cam)
+    full = cam.expand(*lead, 9)
+    exp_out, exp_grad = run(getattr(R, op), pts.double(), (full, *args[1:]))
+    out, grad = run(getattr(ops, op), pts, args, backend=backend)
+    what = f"{op}[{backend}] points {lead} camera {tuple(cam.shape)} (seed {fresh_seed})"
+    for o, e in zip(out, exp_out, strict=True):
+        assert_close(o, e.to(o.dtype), dtype, what)
+    assert_close(grad, exp_grad.to(grad.dtype), dtype, what + " gradient")
+    if backend != "reference":
+        same_out, same_grad = run(getattr(ops, op), pts, (full.contiguous(), *args[1:]), backend=backend)
+        for o, s in zip(out, same_out, strict=True):
+            if op == "project_to_2d":
+                assert torch.equal(o, s), what + ": broadcast camera differs from the expanded camera"
+            else:
+                assert_close(o, s, dtype, what + ": loss with the expanded camera")
+        assert torch.equal(grad, same_grad), what + ": gradient differs from the expanded camera's"
+
+
+def test_non_contiguous_broadcast_camera(op, backend, fresh_seed):
+    """Strided views as camera (B, 1, 9), (T, 9) and (9,) give the expanded camera's result."""
+    gen = torch.Generator().manual_seed(fresh_seed)
+    dtype = _work_dtype(backend)
+    pts = _points(gen, (2, 3), 5, dtype)
+    cams = (_cameras(gen, (2, 2, 2))[:, :1, 0], _cameras(gen, (3, 2))[:, 1], torch.stack([_cameras(gen, ()), H36M_CAMERA], -1)[:, 0])
+    for cam in cams:  # (2, 1, 9), (3, 9), (9,)
+        assert not cam.is_contiguous()
+        args = _args(op, gen, pts, cam)
+        exp_out, exp_grad = run(getattr(R, op), pts.double(), (cam.expand(2, 3, 9), *args[1:]))
+        out, grad = run(getattr(ops, op), pts, args, backend=backend)
+        what = f"{op}[{backend}] camera {tuple(cam.shape)} strides {cam.stride()}"
+        for o, e in zip(out, exp_out, strict=True):
+            assert_close(o, e.to(o.dtype), dtype, what)
+        assert_close(grad, exp_grad.to(grad.dtype), dtype, what + " gradient")
+
+
+@pytest.mark.parametrize("cam_lead", [(1, 3), (3,), (), (0, 1)])
+def test_broadcast_camera_empty_batch(op, backend, cam_lead):
+    gen = torch.Generator().manual_seed(0)
+    pts = _points(gen, (0, 3), 4, torch.float32)
+    args = _args(op, gen, pts, _cameras(gen, cam_lead))
+    out, grad = run(getattr(ops, op), pts, args, backend=backend)
+    assert grad.shape == pts.shape
+    if op == "project_to_2d":
+        assert out[0].shape == (0, 3, 4, 2)
+    else:
+        assert out[0].item() == 0.0
+
+
+@pytest.mark.parametrize("cam_lead", [(2, 1), (3,)])
+def test_gradcheck_broadcast_camera(op, backend, cam_lead):
+    if backend not in backends(op, "cpu", torch.float64):
+        pytest.skip(f"{backend} does not declare float64 for {op}")
+    gen = torch.Generator().manual_seed(5)
+    pts = _points(gen, (2, 3), 2)
+    args = _args(op, gen, pts, _cameras(gen, cam_lead))
+    fn = getattr(ops, op)
+    assert torch.autograd.gradcheck(lambda t: fn(t, *args, backend=backend), (pts.requires_grad_(True),),
+                                    atol=1e-7, rtol=1e-5)
+
+
+def test_compile_and_opcheck_with_broadcast_camera(op, backend):
+    """torch.compile(fullgraph=True) with camera (B, 1, 9) and (T, 9) (the generic test_opcheck and
+    test_compile_fullgraph run on tests/ops/_cases.py's cameras, which are (B, 1, 9))."""
+    gen = torch.Generator().manual_seed(3)
+    pts = _points(gen, (2, 3), 4, torch.float32)
+    fn = getattr(ops, op)
+    for cam in (_cameras(gen, (2, 1)), _cameras(gen, (3,))):
+        args = _args(op, gen, pts, cam)
+        torch._dynamo.reset()
+        compiled = torch.compile(lambda t, a=args: fn(t, *a, backend=backend), fullgraph=True, backend="aot_eager")
+        out, grad = run(compiled, pts, ())
+        exp_out, exp_grad = run(fn, pts, args, backend=backend)
+        for o, e in zip(out, exp_out, strict=True):
+            assert_close(o, e, torch.float32, f"{op}[{backend}] compiled, camera {tuple(cam.shape)}")
+        assert_close(grad, exp_grad, torch.float32, f"{op}[{backend}] compiled gradient")
+
+
+@pytest.mark.parametrize(("lead", "cam_lead", "hint"), [
+    ((2, 4), (3,), None),
+    ((2, 4), (2,), r"camera of shape \(2, 1, 9\)"),
+    ((2, 4), (1, 2, 4), None),
+    ((2, 4), (4, 2), None),
+    ((), (2,), None),
+])
+def test_camera_that_does_not_broadcast_is_refused(op, lead, cam_lead, hint):
+    gen = torch.Generator().manual_seed(0)
+    pts = _points(gen, lead, 3, torch.float32)
+    args = _args(op, gen, pts, _cameras(gen, cam_lead))
+    shape = "(" + ", ".join(str(d) for d in (*cam_lead, 9)) + ")"
+    with pytest.raises(ValueError) as info:
+        getattr(ops, op)(pts, *args)
+    msg = str(info.value)
+    assert msg.startswith(f"{op}: camera's leading dims must broadcast to points' leading dims {lead}"), msg
+    assert msg.endswith(f"got camera {shape}") or (hint and "got camera " + shape in msg), msg
+    if hint:
+        assert re.search(hint, msg), msg
+
+
+def test_camera_broadcast_map():
+    """The index map against torch's own broadcasting: row(q) picks the camera torch would."""
+    cases = [((2, 3), (2, 1)), ((2, 3), (3,)), ((2, 3), ()), ((2, 3, 4), (3, 1)), ((2, 3, 4), (2, 1, 4)),
+             ((5,), (5,)), ((1, 3), (1, 1)), ((2, 1, 3), (1, 1, 3)), ((2, 3), (2, 3))]
+    for lead, cam_lead in cases:
+        n_cam = 1
+        for d in cam_lead:
+            n_cam *= d
+        ids = torch.arange(float(n_cam)).reshape(*cam_lead, 1).expand(*cam_lead, 9)  # camera k = all k
+        want = ids.expand(*lead, 9)[..., 0].reshape(-1)  # torch's broadcast: camera id per leading row
+        cam, ncams, inner = compact_camera(ids, lead, torch.float64)
+        assert cam.shape == (ncams, 9) and cam.is_contiguous()
+        q = torch.arange(want.numel())
+        got = cam[(q // inner) % ncams, 0]
+        assert torch.equal(got, want), (lead, cam_lead, got, want)
+    # no expansion outside the span: (B, 1) over (B, T) keeps B rows, (T,) keeps T rows
+    assert camera_broadcast_map((2, 1), (2, 1000)) == (0, 1, 2, 1000)
+    assert camera_broadcast_map((1000,), (2, 1000)) == (1, 2, 1000, 1)
+    assert camera_broadcast_map((), (7, 8)) == (2, 2, 1, 1)

@@ -6,16 +6,36 @@ pointers are ``Tensor.data_ptr()`` integers (0 = absent) and ``launch`` is ``(th
 CPU or ``(device_index, cuda_stream_handle)`` on CUDA. Every buffer, outputs and workspaces
 included, is allocated here with torch (so the ops are capturable in CUDA graphs and traceable by
 ``torch.compile`` through their fake kernels).
+
+
+The typed kernel boundary (:class:`KernelSpec`): each kernel entry point declares its buffers
+(name, role, shape, which backends pass it); :meth:`KernelSpec.launch` checks every buffer's dtype,
+shape, contiguity and device against the declaration, then makes the call. Roles:
+
+* ``"storage"``: the kernel's storage dtype ``T`` (the dtype code sent; on the CPU float16/bfloat16
+  are upcast, so ``T`` is float32/float64 there);
+* ``"acc"``: the accumulation dtype of ``T`` (float64 for float64, float32 otherwise).
+
+The C++ side declares the same roles next to the kernels (``csrc/row_scale/buffer_roles.h``,
+exported as ``fastpose._C.buffer_roles()``) and types its pointers from them; a CPU test compares
+the two, and :func:`dry_run` lets a CPU test run the CUDA glue on the meta device (checks only).
+An op adopts the boundary by adding ``declare(...)`` for each of its entry points and calling
+``SPEC.launch(...)`` instead of ``kernel(...)(...)``.
 """
 
 from __future__ import annotations
+
+import contextlib
+import contextvars
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from ... import _ext
 
-__all__: list[str] = []
+__all__ = ["Buffer", "KernelSpec", "SPECS", "declare", "dry_run"]
 
 DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
@@ -102,13 +122,171 @@ def volume_dims(op: str, x: Tensor, ndim: int) -> tuple[int, int, int, int, int,
 
 def row_scale(backend: str, saved: Tensor, scale: Tensor, out_dtype: torch.dtype) -> Tensor:
     """out = saved * scale[r] per row (rows = scale.numel()) in ``out_dtype``: the backward of the
-    loss kernels that write their gradient in the forward (csrc/row_scale, the skeleton kernel)."""
-    acc = saved.dtype
+    loss kernels that write their gradient in the forward (csrc/row_scale, the skeleton kernel).
+    ``saved`` is in the accumulation dtype of the kernel dtype (checked by :data:`ROW_SCALE`)."""
     kd = kernel_dtype(backend, out_dtype)
-    s = small(scale, acc).reshape(-1)
+    s = small(scale, acc_dtype(kd)).reshape(-1)
     out = torch.empty(saved.shape, dtype=kd, device=saved.device)
     rows = s.numel()
     if saved.numel() and rows:
-        kernel("row_scale", backend)(code(kd), saved.data_ptr(), s.data_ptr(), out.data_ptr(), rows,
-                                     saved.numel() // rows, *launch(backend, saved.device))
+        cols = saved.numel() // rows
+        # flat (rows, cols) views; a non-contiguous `saved` is passed as is and refused by the check
+        src = saved.view(rows, cols) if saved.is_contiguous() else saved
+        ROW_SCALE.launch(backend, kd, saved.device, {"rows": rows, "cols": cols},
+                         {"src": src, "scale": s, "out": out.view(rows, cols)})
     return out.to(out_dtype)
+
+
+# ---- the typed kernel boundary ------------------------------------------------------------------
+
+_ROLES = ("storage", "acc")
+_BACKENDS = ("cpu", "cuda")
+_DRY_RUN: contextvars.ContextVar[bool] = contextvars.ContextVar("fastpose_native_dry_run", default=False)
+
+
+@contextlib.contextmanager
+def dry_run() -> Iterator[None]:
+    """Within this block :meth:`KernelSpec.launch` checks its buffers and returns without calling
+    ``fastpose._C`` (outputs stay uninitialised). A test hook: it lets a CPU-only test run the CUDA
+    glue on ``meta`` tensors and see every buffer the CUDA kernels would receive."""
+    token = _DRY_RUN.set(True)
+    try:
+        yield
+    finally:
+        _DRY_RUN.reset(token)
+
+
+@dataclass(frozen=True)
+class Buffer:
+    """One raw buffer of a kernel entry point.
+
+    ``shape`` holds ints and size names resolved at launch (``("P", 3)``: P points of 3 values);
+    ``optional`` buffers may be None (a null pointer); ``backends`` names the backends whose entry
+    point takes this buffer at all (a workspace exists only on CUDA).
+    """
+
+    name: str
+    role: str
+    shape: tuple[int | str, ...]
+    optional: bool = False
+    backends: tuple[str, ...] = _BACKENDS
+
+    def __post_init__(self) -> None:
+        if self.role not in _ROLES:
+            raise ValueError(f"Buffer {self.name!r}: role must be one of {_ROLES}, got {self.role!r}")
+        bad = [b for b in self.backends if b not in _BACKENDS]
+        if bad:
+            raise ValueError(f"Buffer {self.name!r}: backends must be among {_BACKENDS}, got {self.backends}")
+
+
+@dataclass(frozen=True)
+class KernelSpec:
+    """The declaration of a kernel entry point ``fastpose._C.<name>_<backend>``.
+
+    ``args`` is the positional order of its arguments after the dtype code and before the launch
+    arguments: buffer names (passed as pointers) and scalar names (passed from ``scalars``).
+    """
+
+    name: str
+    buffers: tuple[Buffer, ...]
+    args: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        names = [b.name for b in self.buffers]
+        if len(set(names)) != len(names):
+            raise ValueError(f"KernelSpec {self.name!r}: duplicate buffer names {names}")
+        missing = [n for n in names if n not in self.args]
+        if missing:
+            raise ValueError(f"KernelSpec {self.name!r}: buffers {missing} are not placed in args {self.args}")
+
+    def roles(self) -> dict[str, str]:
+        """{buffer: role}: compared with ``fastpose._C.buffer_roles()[name]`` by the tests."""
+        return {b.name: b.role for b in self.buffers}
+
+    def check(self, backend: str, dtype: torch.dtype, device: torch.device, sizes: Mapping[str, int],
+              buffers: Mapping[str, Tensor | None]) -> None:
+        """Raise ValueError unless ``buffers`` are exactly what the kernel expects: every declared
+        buffer of this backend given (None only if optional), no other, each a tensor of its role's
+        dtype (``dtype`` is the storage dtype T), of its declared shape, contiguous and on ``device``."""
+        where = f"{self.name}_{backend}"
+        if backend not in _BACKENDS:
+            raise ValueError(f"{where}: backend must be one of {_BACKENDS}, got {backend!r}")
+        if backend == "cpu" and dtype not in (torch.float32, torch.float64):
+            raise ValueError(f"{where}: the CPU kernels take float32 or float64 storage, got {dtype} "
+                             "(float16/bfloat16 are upcast by the glue before the launch)")
+        mine = [b for b in self.buffers if backend in b.backends]
+        unknown = sorted(set(buffers) - {b.name for b in mine})
+        if unknown:
+            raise ValueError(f"{where}: unexpected buffers {unknown}; it takes {[b.name for b in mine]}")
+        acc = acc_dtype(dtype)
+        for b in mine:
+            if b.name not in buffers:
+                raise ValueError(f"{where}: buffer {b.name!r} was not given")
+            t = buffers[b.name]
+            if t is None:
+                if not b.optional:
+                    raise ValueError(f"{where}: buffer {b.name!r} is required, got None")
+                continue
+            if not isinstance(t, Tensor):
+                raise ValueError(f"{where}: buffer {b.name!r} must be a torch.Tensor, got {type(t).__name__}")
+            want_dtype = dtype if b.role == "storage" else acc
+            if t.dtype != want_dtype:
+                raise ValueError(f"{where}: buffer {b.name!r} (role {b.role}, storage dtype {dtype}) must be "
+                                 f"{want_dtype}, got {t.dtype}")
+            want_shape = tuple(sizes[d] if isinstance(d, str) else d for d in b.shape)
+            if tuple(t.shape) != want_shape:
+                raise ValueError(f"{where}: buffer {b.name!r} must have shape {want_shape}, got {tuple(t.shape)}")
+            if not t.is_contiguous():
+                raise ValueError(f"{where}: buffer {b.name!r} must be contiguous, got strides {t.stride()} "
+                                 f"for shape {tuple(t.shape)}")
+            if t.device != device:
+                raise ValueError(f"{where}: buffer {b.name!r} must be on {device}, got {t.device}")
+
+    def launch(self, backend: str, dtype: torch.dtype, device: torch.device, sizes: Mapping[str, int],
+               buffers: Mapping[str, Tensor | None], scalars: Mapping[str, int | float] | None = None) -> None:
+        """:meth:`check`, then ``fastpose._C.<name>_<backend>(code(dtype), *args, *launch)`` with
+        buffers as pointers (0 for None) and the other ``args`` from ``scalars`` (then ``sizes``)."""
+        self.check(backend, dtype, device, sizes, buffers)
+        if _DRY_RUN.get():
+            return
+        mine = {b.name for b in self.buffers if backend in b.backends}
+        scalars = scalars or {}
+        values = []
+        for a in self.args:
+            if a in mine:
+                values.append(ptr(buffers[a]))
+            elif any(b.name == a for b in self.buffers):
+                continue  # a buffer of the other backend's entry point
+            else:
+                values.append(scalars[a] if a in scalars else sizes[a])
+        kernel(self.name, backend)(code(dtype), *values, *launch(backend, device))
+
+
+SPECS: dict[str, KernelSpec] = {}
+
+
+def declare(name: str, *buffers: Buffer, args: tuple[str, ...]) -> KernelSpec:
+    """Declare (once) the entry point ``name`` (without its _cpu/_cuda suffix) and return its spec."""
+    if name in SPECS:
+        raise ValueError(f"declare: kernel {name!r} is already declared")
+    spec = KernelSpec(name, tuple(buffers), tuple(args))
+    SPECS[name] = spec
+    return spec
+
+
+def workspace_elems(fn: str, *args: int) -> int:
+    """Elements of a CUDA workspace from ``fastpose._C.<fn>(*args)``; 1 under :func:`dry_run` when
+    the extension has no CUDA kernels (the CPU test of the CUDA glue)."""
+    mod = _ext.get()
+    if _DRY_RUN.get() and (mod is None or not hasattr(mod, fn)):
+        return 1
+    return max(int(getattr(ext(), fn)(*args)), 1)
+
+
+ROW_SCALE = declare(
+    "row_scale",
+    Buffer("src", "acc", ("rows", "cols")),
+    Buffer("scale", "acc", ("rows",)),
+    Buffer("out", "storage", ("rows", "cols")),
+    args=("src", "scale", "out", "rows", "cols"),
+)

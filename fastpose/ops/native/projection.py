@@ -5,10 +5,14 @@ Ops (``<b>`` = cpu | cuda):
   ``fastpose::project_to_2d_<b>_backward(grad_uv, points, camera) -> grad_points``  (analytic)
   ``fastpose::reprojection_loss_<b>(points, camera, keypoints_2d, weights, need_grad) -> (loss, saved_grad)``
   ``fastpose::reprojection_loss_<b>_backward(grad_loss, saved_grad, dtype) -> grad_points``
-points (..., J, 3) are flattened to M points; camera (...c, 9) to C cameras, camera i serving
-points [i M / C, (i + 1) M / C) (its leading dims are a prefix of the points'). The loss kernel is
-fused with the projection and writes the gradient of the mean in the same pass when ``need_grad``;
-the backward scales it by the incoming gradient (row_scale kernel).
+points (*L, J, 3) are flattened to P points; the camera (*C, 9), broadcast to L by torch's rule, is
+never expanded: it is reduced to ``ncams`` compact rows and point p uses row
+``(p // cam_div) % ncams`` (:func:`fastpose.reference.projection.camera_broadcast_map`). The loss
+kernel is fused with the projection and writes the gradient of the mean in the same pass when
+``need_grad``; that saved gradient is always in the accumulation dtype (float32 for
+float16/bfloat16, role ``acc`` on both sides of the boundary), and the backward scales it by the
+incoming gradient (row_scale kernel), rounding once. Every launch goes through the typed kernel
+boundary (:class:`fastpose.ops.native._glue.KernelSpec`, the specs below).
 """
 
 from __future__ import annotations
@@ -16,64 +20,99 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ...reference.projection import compact_camera
 from .._dispatch import register_impl
 from . import _glue as g
+from ._glue import Buffer
 
 __all__: list[str] = []
 
+# Sizes: P points, C compact camera rows, WS workspace elements; scalars: cam_div, scale.
+PROJECT_FORWARD = g.declare(
+    "project_forward",
+    Buffer("points", "storage", ("P", 3)),
+    Buffer("camera", "acc", ("C", 9)),
+    Buffer("out", "storage", ("P", 2)),
+    args=("points", "P", "camera", "C", "cam_div", "out"),
+)
+PROJECT_BACKWARD = g.declare(
+    "project_backward",
+    Buffer("grad_out", "storage", ("P", 2)),
+    Buffer("points", "storage", ("P", 3)),
+    Buffer("camera", "acc", ("C", 9)),
+    Buffer("grad_points", "storage", ("P", 3)),
+    args=("grad_out", "points", "P", "camera", "C", "cam_div", "grad_points"),
+)
+REPROJECTION_FORWARD = g.declare(
+    "reprojection_forward",
+    Buffer("points", "storage", ("P", 3)),
+    Buffer("camera", "acc", ("C", 9)),
+    Buffer("keypoints", "acc", ("P", 2)),
+    Buffer("weights", "acc", ("P",), optional=True),
+    Buffer("loss", "storage", ()),
+    Buffer("grad", "acc", ("P", 3), optional=True),  # the saved gradient, read back by row_scale (acc)
+    Buffer("workspace", "acc", ("WS",), backends=("cuda",)),
+    args=("points", "P", "camera", "C", "cam_div", "keypoints", "weights", "scale", "loss", "grad", "workspace"),
+)
 
-def _cameras(op: str, camera: Tensor, npoints: int, acc: torch.dtype) -> tuple[Tensor, int]:
-    cam = g.small(camera, acc).reshape(-1, 9)  # (C, 9)
-    ncams = cam.shape[0]
-    if npoints and (ncams == 0 or npoints % ncams):
-        raise ValueError(f"{op}: camera {tuple(camera.shape)} does not divide the {npoints} points evenly "
-                         "(its leading dims must be a prefix of the points' leading dims)")
-    return cam, ncams
+
+def _sizes(x: Tensor, camera: Tensor, acc: torch.dtype) -> tuple[Tensor, dict[str, int]]:
+    """(cam (C, 9) in ``acc``, {P, C, cam_div}) for points x (*L, J, 3) and camera (*C, 9)."""
+    lead = tuple(x.shape[:-2])
+    cam, ncams, inner = compact_camera(camera.detach(), lead, acc)
+    m = x.numel() // 3
+    return cam, {"P": m, "C": ncams, "cam_div": max(x.shape[-2] * inner, 1)}
 
 
 def _project(backend: str, points: Tensor, camera: Tensor) -> Tensor:
-    x = g.main_input(points, backend)  # (..., J, 3)
-    acc = g.acc_dtype(x.dtype)
-    m = x.numel() // 3
-    cam, ncams = _cameras("project_to_2d", camera, m, acc)
+    x = g.main_input(points, backend)  # (*L, J, 3)
+    cam, sz = _sizes(x, camera, g.acc_dtype(x.dtype))
     out = torch.empty((*x.shape[:-1], 2), dtype=x.dtype, device=x.device)
-    if m:
-        g.kernel("project_forward", backend)(g.code(x.dtype), x.data_ptr(), m, cam.data_ptr(), ncams,
-                                            out.data_ptr(), *g.launch(backend, x.device))
+    if sz["P"]:
+        m = sz["P"]
+        PROJECT_FORWARD.launch(backend, x.dtype, x.device, sz,
+                               {"points": x.view(m, 3), "camera": cam, "out": out.view(m, 2)})
     return out.to(points.dtype)
 
 
 def _project_backward(backend: str, grad: Tensor, points: Tensor, camera: Tensor) -> Tensor:
     x = g.main_input(points, backend)
-    acc = g.acc_dtype(x.dtype)
-    m = x.numel() // 3
-    cam, ncams = _cameras("project_to_2d", camera, m, acc)
-    go = g.small(grad, x.dtype)  # (..., J, 2) in the kernel dtype
+    cam, sz = _sizes(x, camera, g.acc_dtype(x.dtype))
+    go = g.small(grad, x.dtype)  # (*L, J, 2) in the kernel dtype
     out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
-    if m:
-        g.kernel("project_backward", backend)(g.code(x.dtype), go.data_ptr(), x.data_ptr(), m, cam.data_ptr(),
-                                             ncams, out.data_ptr(), *g.launch(backend, x.device))
+    if sz["P"]:
+        m = sz["P"]
+        PROJECT_BACKWARD.launch(backend, x.dtype, x.device, sz,
+                                {"grad_out": go.view(m, 2), "points": x.view(m, 3), "camera": cam,
+                                 "grad_points": out.view(m, 3)})
     return out.to(points.dtype)
+
+
+def _saved_grad(points: Tensor, need_grad: bool) -> Tensor:
+    """The saved gradient of the loss: points' shape in the accumulation dtype (role ``acc`` of
+    ``grad`` in REPROJECTION_FORWARD and of ``src`` in row_scale), or (0,) without need_grad.
+    Shared by the kernel path and the fake kernel, so both allocate the same buffer."""
+    return points.new_empty(points.shape if need_grad else (0,), dtype=g.acc_dtype(points.dtype))
 
 
 def _reprojection(backend: str, points: Tensor, camera: Tensor, keypoints_2d: Tensor, weights: Tensor | None,
                   need_grad: bool) -> tuple[Tensor, Tensor]:
     x = g.main_input(points, backend)
     acc = g.acc_dtype(x.dtype)
-    m = x.numel() // 3
-    cam, ncams = _cameras("reprojection_loss", camera, m, acc)
-    kp = g.small(keypoints_2d, acc)  # (..., J, 2)
-    wt = g.small(weights, acc)  # (..., J) or None
+    cam, sz = _sizes(x, camera, acc)
+    m = sz["P"]
+    kp = g.small(keypoints_2d, acc)  # (*L, J, 2)
+    wt = g.small(weights, acc)  # (*L, J) or None
     loss = torch.empty((), dtype=x.dtype, device=x.device)
-    saved = torch.empty(x.shape if need_grad else (0,), dtype=acc, device=x.device)
+    saved = _saved_grad(x, need_grad)
     scale = 1.0 / m if m else 0.0  # mean over all points; 0 for no points
-    args = (g.code(x.dtype), x.data_ptr(), m, cam.data_ptr(), ncams, g.ptr(kp), g.ptr(wt), scale, loss.data_ptr(),
-            saved.data_ptr() if need_grad and m else 0)
+    bufs = {"points": x.view(m, 3), "camera": cam, "keypoints": kp.view(m, 2),
+            "weights": None if wt is None else wt.view(m), "loss": loss,
+            "grad": saved.view(m, 3) if need_grad and m else None}
     if backend == "cuda":
-        ws = g.workspace(backend, g.ext().reprojection_workspace_cuda(m), acc, x.device)
-        g.ext().reprojection_forward_cuda(*args, ws.data_ptr(), *g.launch(backend, x.device))
-    else:
-        g.ext().reprojection_forward_cpu(*args, *g.launch(backend, x.device))
+        sz["WS"] = g.workspace_elems("reprojection_workspace_cuda", m)
+        bufs["workspace"] = g.workspace(backend, sz["WS"], acc, x.device)
+    REPROJECTION_FORWARD.launch(backend, x.dtype, x.device, sz, bufs, {"scale": scale})
     return loss.to(points.dtype), saved
 
 
@@ -117,8 +156,7 @@ def _define_reprojection(backend: str):
 
     @fwd.register_fake
     def _(points, camera, keypoints_2d, weights, need_grad):
-        acc = g.acc_dtype(points.dtype)
-        return points.new_empty(()), points.new_empty(points.shape if need_grad else (0,), dtype=acc)
+        return points.new_empty(()), _saved_grad(points, need_grad)
 
     @torch.library.custom_op(name + "_backward", mutates_args=(), device_types=backend)
     def bwd(grad_loss: Tensor, saved_grad: Tensor, dtype: torch.dtype) -> Tensor:
