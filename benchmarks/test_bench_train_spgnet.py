@@ -81,7 +81,7 @@ def _setup(widths, channels, batch, device, seed=0):
     root = torch.tensor([0.0, 0.0, 5.0]) + torch.randn(batch, 2, 1, 3, generator=g) * 0.1
     gt = pose - pose[:, :, :1] + root  # (N, 2, J, 3): two output frames for the bone term
     cam = torch.tensor([2.29, 2.29, 0.025, 0.029, -0.207, 0.248, -0.003, -0.001, -0.0014]).expand(batch, 9)
-    kp2 = ref_projection.project_to_2d(gt, cam)  # exact 2D of the two output frames
+    kp2 = ref_projection.project_to_2d(gt, cam[:, None].expand(batch, 2, 9))  # exact 2D of the two output frames
     kp = torch.cat([kp2[:, :1].expand(batch, R // 2, 17, 2), kp2, kp2[:, 1:].expand(batch, R // 2, 17, 2)], 1)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     to = lambda t: t.contiguous().to(device)
