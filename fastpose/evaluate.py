@@ -218,13 +218,26 @@ class EvaluationReport:
         return "\n".join(out) + "\n"
 
     def save(self, directory: str | Path, stem: str = "evaluation") -> tuple[Path, Path]:
-        """Write ``<stem>.json`` and ``<stem>.md`` into ``directory``; returns the two paths."""
+        """Write ``<stem>.json`` and ``<stem>.md`` into ``directory``; returns the two paths.
+
+        The JSON is standard (non-finite errors, e.g. of a diverged model, are written as null)."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         pj, pm = directory / f"{stem}.json", directory / f"{stem}.md"
-        pj.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        pj.write_text(json.dumps(_json_safe(self.to_dict()), indent=2, allow_nan=False) + "\n")
         pm.write_text(self.markdown())
         return pj, pm
+
+
+def _json_safe(x):
+    """NaN/inf (a diverged model's errors) -> None, so the file is standard JSON (null)."""
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, dict):
+        return {k: _json_safe(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_json_safe(v) for v in x]
+    return x
 
 
 class _Sums:

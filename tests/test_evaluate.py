@@ -247,7 +247,7 @@ def test_single_frame_video_has_no_velocity():
     assert r.per_action["Walking"]["mpjpe"] == pytest.approx(10 * np.sqrt(3) / 6, rel=1e-9)  # 1 of 6 frames off
 
 
-def test_diverged_model_does_not_crash_evaluation():
+def test_diverged_model_does_not_crash_evaluation(tmp_path):
     """NaN and collapsed predictions: the evaluation finishes; NaN shows as NaN, never as 0."""
     gt = _walk(6, 5)
     bad = gt - gt[:, :1]
@@ -262,6 +262,8 @@ def test_diverged_model_does_not_crash_evaluation():
     assert r.per_action["Eating"]["p_mpjpe"] == pytest.approx(spread, rel=1e-9)  # aligned onto the centroid
     assert r.per_action["Eating"]["mpjpe"] == pytest.approx(1000 * np.linalg.norm(rel, axis=-1).mean(), rel=1e-9)
     assert "nan" in r.table()
+    data = json.loads(r.save(tmp_path)[0].read_text())  # standard JSON: NaN written as null
+    assert data["per_action"]["Walking"]["mpjpe"] is None and data["per_action"]["Eating"]["mpjpe"] > 0
 
 
 # ---------------------------------------------------------------------------------------------
