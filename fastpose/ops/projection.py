@@ -3,8 +3,10 @@
 VideoPose3D's camera model, per point (camera = fx, fy, cx, cy, k1, k2, k3, p_a, p_b):
   XX = clamp(xy / z, -1, 1); r2 = |XX|^2; radial = 1 + k1 r2 + k2 r2^2 + k3 r2^3;
   tan = p_a XX_x + p_b XX_y; XXd = XX (radial + tan) + (p_a, p_b) r2; uv = f XXd + c.
-points (..., J, 3) in the camera frame; camera (...c, 9) whose leading dims are a prefix of the
-points' leading dims (camera (N, 9) serves points (N, T, J, 3)); a (9,) camera serves all.
+points (*L, J, 3) in the camera frame; camera (*C, 9) whose leading dims broadcast to L by torch's
+rule (aligned from the right, size-1 and missing dims repeat; the camera may not enlarge L): for
+points (B, T, J, 3), camera (B, T, 9) is one per frame, (B, 1, 9) one per sequence, (T, 9) one per
+frame index, (9,) one for all. No backend materialises the broadcast camera over the points.
 reprojection_loss = mean over leading dims and joints of w * ||uv - keypoints_2d||_2 (2D MPJPE).
 """
 
@@ -21,7 +23,8 @@ __all__ = ["project_to_2d", "reprojection_loss"]
 
 
 def project_to_2d(points: Tensor, camera: Tensor, *, backend: str | None = None) -> Tensor:
-    """Project camera-frame points (..., J, 3) with distortion through camera (...c, 9) -> (..., J, 2)."""
+    """Project camera-frame points (*L, J, 3) with distortion through camera (*C, 9) -> (*L, J, 2);
+    C broadcasts to L (torch's rule, see the module doc)."""
     p = _v.main_tensor("project_to_2d", "points", points, min_ndim=2, last=3)
     cam = _v.camera_tensor("project_to_2d", camera, p)
     return select_backend("project_to_2d", p, (p, cam), backend).fn(p, cam)

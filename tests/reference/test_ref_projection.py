@@ -1,6 +1,6 @@
 """Reference projection / reprojection loss against a per-point Python loop of VideoPose3D's
 formula, analytic backward against autograd, gradcheck, pinhole property, zero-error gradient,
-camera prefix broadcasting, empty batch, non-contiguous inputs, low precision."""
+camera broadcasting (torch's rule), empty batch, non-contiguous inputs, low precision."""
 
 from __future__ import annotations
 
@@ -46,11 +46,14 @@ def _project_point(p, cam):
 
 
 def _naive_project(points: torch.Tensor, camera: torch.Tensor) -> torch.Tensor:
-    """Loop over every point; the camera is indexed by the prefix of the point's index."""
+    """Loop over every point; the camera is indexed as torch broadcasting aligns it: its leading
+    dims match the last ones of the point's leading index, a size-1 camera dim takes index 0."""
     out = torch.empty(points.shape[:-1] + (2,), dtype=torch.float64)
-    cprefix = camera.dim() - 1
+    lead = points.dim() - 2  # the points' leading dims (the joint dim excluded)
+    clead = camera.shape[:-1]
     for idx in itertools.product(*[range(s) for s in points.shape[:-1]]):
-        cam = camera[idx[:cprefix]].tolist()
+        tail = idx[lead - len(clead):lead]  # the leading indices the camera's dims align with
+        cam = camera[tuple(0 if c == 1 else i for c, i in zip(clead, tail, strict=True))].tolist()
         out[idx] = torch.tensor(_project_point(points[idx].tolist(), cam), dtype=torch.float64)
     return out
 
@@ -82,7 +85,8 @@ def _cameras(prefix, gen):
     return cam
 
 
-CAMERA_PREFIXES = [(), (3,), (3, 4)]
+# camera leading dims for points (3, 4, J, 3): torch broadcasting (aligned from the right)
+CAMERA_PREFIXES = [(), (3, 1), (4,), (1, 4), (3, 4)]
 
 
 @pytest.mark.parametrize("cprefix", CAMERA_PREFIXES)
@@ -149,7 +153,7 @@ def test_reprojection_loss_matches_loop_and_autograd(cprefix, weighted):
 def test_gradcheck_float64():
     gen = torch.Generator().manual_seed(33)
     points = _points((2, 2, 3), gen).requires_grad_(True)
-    camera = _cameras((2,), gen)
+    camera = _cameras((2, 1), gen)
     kp = project_to_2d(points.detach(), camera) + 0.1 * torch.randn(
         (2, 2, 3, 2), generator=gen, dtype=torch.float64
     )
@@ -161,7 +165,7 @@ def test_gradcheck_float64():
 def test_zero_error_gradient_is_zero_not_nan():
     gen = torch.Generator().manual_seed(34)
     points = _points((2, 3, 17), gen)
-    camera = _cameras((2,), gen)
+    camera = _cameras((2, 1), gen)
     kp = project_to_2d(points, camera)  # exact: every error is 0
     kp[0, 0, 0] += 0.1  # ... except one joint
     pr = points.clone().requires_grad_(True)
@@ -177,7 +181,7 @@ def test_zero_error_gradient_is_zero_not_nan():
 def test_low_precision(dtype):
     gen = torch.Generator().manual_seed(35)
     points = _points((3, 4, 17), gen)
-    camera = _cameras((3,), gen)
+    camera = _cameras((3, 1), gen)
     kp = project_to_2d(points, camera) + 0.05 * torch.randn((3, 4, 17, 2), generator=gen, dtype=torch.float64)
     x = points.to(dtype)
     out = project_to_2d(x, camera)  # float64 camera: the computation follows the points (float32)
@@ -194,7 +198,7 @@ def test_low_precision(dtype):
 
 def test_empty_batch():
     points = torch.ones((0, 4, 17, 3), requires_grad=True)
-    camera = torch.zeros((0, 9))
+    camera = torch.zeros((0, 1, 9))
     kp = torch.zeros((0, 4, 17, 2))
     assert project_to_2d(points, camera).shape == (0, 4, 17, 2)
     loss = reprojection_loss(points, camera, kp, torch.zeros(0, 4, 17))
@@ -210,10 +214,10 @@ def test_empty_batch():
 def test_non_contiguous():
     gen = torch.Generator().manual_seed(36)
     points = _points((3, 4, 17), gen)
-    camera = _cameras((3,), gen)
+    camera = _cameras((3, 1), gen)
     kp = project_to_2d(points, camera) + 0.05 * torch.randn((3, 4, 17, 2), generator=gen, dtype=torch.float64)
     p_nc = points.permute(3, 2, 1, 0).contiguous().permute(3, 2, 1, 0)
-    c_nc = camera.t().contiguous().t()
+    c_nc = camera.permute(2, 1, 0).contiguous().permute(2, 1, 0)
     k_nc = kp.transpose(0, 2).contiguous().transpose(0, 2)
     assert not (p_nc.is_contiguous() or c_nc.is_contiguous() or k_nc.is_contiguous())
     torch.testing.assert_close(project_to_2d(p_nc, c_nc), project_to_2d(points, camera), rtol=0, atol=0)
