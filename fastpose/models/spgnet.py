@@ -362,7 +362,11 @@ def spgnet_loss(
     if output.trajectory is not None:
         traj = output.trajectory.float()
         l_traj = losses.weighted_mpjpe(traj, gt_root, 1.0 / gt_root[..., 2])  # w (N, k, 1)
-        l_2d = ops.reprojection_loss(_nonzero_depth(pose + traj), camera.float(), keypoints_2d.float())
+        # one camera per sample: (N, 9) -> (N, k, 9), a view with the points' leading dims
+        cam = camera.float()
+        if cam.dim() == 2:
+            cam = cam[:, None].expand(cam.shape[0], pose.shape[1], cam.shape[-1])
+        l_2d = ops.reprojection_loss(_nonzero_depth(pose + traj), cam, keypoints_2d.float())
     else:
         l_traj = l_2d = zero
     l_bone = losses.bone_length_loss(pose, parents) if pose.shape[1] >= 2 else zero

@@ -122,7 +122,7 @@ def _perfect_batch(n=6, k=2):
     root = torch.tensor([0.1, -0.2, 5.0]) + torch.randn(n, k, 1, 3, generator=g) * 0.05
     gt = (base - base[:, :, :1]) + root  # (n, k, 17, 3) rigid: equal bones in both frames
     cam = torch.tensor([2.3, 2.3, 0.02, 0.03, -0.2, 0.24, -0.003, -0.001, -0.0014]).expand(n, 9).clone()
-    kp = ops.project_to_2d(gt, cam)
+    kp = ops.project_to_2d(gt, cam[:, None].expand(n, k, 9))  # one camera per sample, all k frames
     return gt, kp, cam
 
 
