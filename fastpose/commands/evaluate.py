@@ -59,16 +59,19 @@ def _run(args: argparse.Namespace) -> int:
         import torch
 
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
-    model = common.load_checkpoint(args.checkpoint)["arch"].get("model")
+    from fastpose.models import load_checkpoint
+
+    net = load_checkpoint(args.checkpoint, device=args.device)  # one-line ValueError for a corrupt file
+    model = net.checkpoint_info["model"]
     if model not in EVALUATORS:
         raise CommandError(f"--checkpoint {args.checkpoint}: no evaluator for model {model!r}; known: {sorted(EVALUATORS)}")
     if args.motion is not None and model != "spgnet":
         raise CommandError(f"--motion evaluates a lifting model (spgnet); {args.checkpoint} is a {model!r} checkpoint")
     module = importlib.import_module(EVALUATORS[model])
     if hasattr(module, "evaluate_checkpoint_sets"):
-        reports = module.evaluate_checkpoint_sets(args)
+        reports = module.evaluate_checkpoint_sets(args, net)
     else:
-        reports = [("", module.evaluate_checkpoint(args))]
+        reports = [("", module.evaluate_checkpoint(args, net))]
     for i, (name, report) in enumerate(reports):
         meta = report.meta
         print(f"\n=== {model} on {meta.get('data', '?')}" + (f" ({meta['part']} part)" if meta.get("part") else "")

@@ -25,12 +25,15 @@ __all__ = ["add_parser"]
 def add_parser(sub) -> None:
     p = sub.add_parser("export", help="export a model to ONNX, AOTInductor or TensorRT",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True, choices=["spgnet", "volumetric"])
+    p.add_argument("--model", required=True, choices=["spgnet", "volumetric"], help="the model to export")
     p.add_argument("--checkpoint", default=None, help="checkpoint from fastpose train (default: fresh weights)")
     p.add_argument("--config", default=None, type=_json_object,
                    help="JSON object of architecture overrides, e.g. '{\"filter_widths\": [3,3,3]}'")
-    p.add_argument("--format", required=True, choices=["onnx", "aoti", "tensorrt"])
-    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"])
+    p.add_argument("--format", required=True, choices=["onnx", "aoti", "tensorrt"],
+                   help="onnx: ONNX file (ONNX Runtime, TensorRT); aoti: AOTInductor package (.pt2); "
+                        "tensorrt: serialized engine (GPU + TensorRT)")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"],
+                   help="storage and compute precision of the exported model")
     p.add_argument("--output", required=True, help="file to write (.onnx, .pt2, .plan)")
     p.add_argument("--device", default=None, choices=["cpu", "cuda"],
                    help="aoti: the device compiled for (default cuda if available, else cpu)")

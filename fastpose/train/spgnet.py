@@ -324,7 +324,8 @@ def _checkpoint_data_config(ckpt: dict) -> dict:
     return {**base, **saved}
 
 
-def evaluate_checkpoint_sets(args: argparse.Namespace) -> list[tuple[str, EvaluationReport]]:
+def evaluate_checkpoint_sets(args: argparse.Namespace, model: SPGNet | None = None
+                             ) -> list[tuple[str, EvaluationReport]]:
     """``fastpose evaluate`` for an SPGNet checkpoint: [(name, report)] with per-action tables and
     per-joint / per-sequence breakdowns.
 
@@ -333,9 +334,14 @@ def evaluate_checkpoint_sets(args: argparse.Namespace) -> list[tuple[str, Evalua
     synthetic test subjects, then the real CMU motion). ``--motion FILE`` scores a motion file
     (all of it, or ``--part``) through ``--subjects``' cameras.
     """
-    device = _resolve_device(args.device)
-    model, ckpt = load_spgnet(args.checkpoint, device=device)
-    dc = _checkpoint_data_config(ckpt)
+    from ..models import load_checkpoint
+
+    if model is None:  # weights-only read: evaluating never unpickles arbitrary objects
+        model = load_checkpoint(args.checkpoint, device=_resolve_device(args.device))
+    info = getattr(model, "checkpoint_info", {})
+    if info.get("model", "spgnet") != "spgnet":
+        raise CommandError(f"--checkpoint {args.checkpoint}: a {info.get('model')!r} checkpoint, not an SPGNet one")
+    dc = _checkpoint_data_config({"extra": {"train_config": info.get("train_config")}})
     for key in ("data", "keypoints", "synthetic_frames", "synthetic_seed", "noise_px", "synthetic_drop"):
         if getattr(args, key, None) is not None:
             dc[key] = getattr(args, key)
@@ -358,9 +364,9 @@ def evaluate_checkpoint_sets(args: argparse.Namespace) -> list[tuple[str, Evalua
     return reports
 
 
-def evaluate_checkpoint(args: argparse.Namespace) -> EvaluationReport:
+def evaluate_checkpoint(args: argparse.Namespace, model: SPGNet | None = None) -> EvaluationReport:
     """The first report of :func:`evaluate_checkpoint_sets` (the checkpoint's own held-out data)."""
-    return evaluate_checkpoint_sets(args)[0][1]
+    return evaluate_checkpoint_sets(args, model)[0][1]
 
 
 def predict_for_figure(args: argparse.Namespace, seq: PoseSequence) -> np.ndarray:

@@ -57,6 +57,7 @@ __all__ = [
     "evaluate_checkpoint",
     "evaluate_volumetric",
     "load_pretrained_backbone",
+    "read_pretrained",
     "load_volumetric",
     "run",
     "targets_from_batch",
@@ -133,10 +134,10 @@ def _metric_poses(model: VolumetricPoseNet, out: dict, batch: dict, device) -> t
     return pred, j3 - j3[:, r : r + 1]
 
 
-def load_pretrained_backbone(model: VolumetricPoseNet, path: str | Path) -> dict:
-    """Initialise the backbone from a torchvision-format ResNet-50 state dict file.
+def read_pretrained(path: str | Path) -> dict:
+    """The state dict of a torchvision-format ResNet-50 weights file (``--pretrained``).
 
-    A missing, truncated or foreign file raises one clear ``ValueError`` / ``FileNotFoundError``
+    A missing, truncated or foreign file raises one clear ``FileNotFoundError`` / ``ValueError``
     naming ``--pretrained`` (not torch's unpickling messages). Read with ``weights_only=True``:
     a weights file holds tensors only, and nothing in it is executed.
     """
@@ -150,14 +151,22 @@ def load_pretrained_backbone(model: VolumetricPoseNet, path: str | Path) -> dict
                          f"a torchvision ResNet-50 .pth file?)") from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
-    if not isinstance(state, dict) or not state:
+    if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f"--pretrained {path}: expected a state dict (parameter name -> tensor), "
                          f"got {type(state).__name__}")
+    return state
+
+
+def load_pretrained_backbone(model: VolumetricPoseNet, path: str | Path) -> dict:
+    """Initialise ``model``'s backbone from the file :func:`read_pretrained` reads; returns the
+    backbone loader's report (``ignored`` keys). Weights of another network: one-line ValueError."""
+    state = read_pretrained(path)
     try:
         return model.load_backbone_torchvision(state)
     except (KeyError, RuntimeError, ValueError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else ""
         raise ValueError(f"--pretrained {path}: not ResNet-50 weights in torchvision's layout "
-                         f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+                         f"({type(exc).__name__}: {first})") from None
 
 
 def train_volumetric(
@@ -307,6 +316,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     common.check_writable_dir(cfg.out_dir)
     common.refuse_to_overwrite(cfg.out_dir, cfg.resume, args.overwrite, "fastpose train volumetric")
+    if cfg.pretrained and not cfg.resume:
+        read_pretrained(cfg.pretrained)  # a bad file is reported now, not after building the data
     rt = common.init_runtime(cfg.device)
     try:
         if rt.is_main and rt.device.type == "cpu" and cfg.size == "paper":
@@ -346,16 +357,22 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     _add_evaluate_arguments(parser)
 
 
-def evaluate_checkpoint(args: argparse.Namespace) -> EvaluationReport:
+def evaluate_checkpoint(args: argparse.Namespace, model: VolumetricPoseNet | None = None) -> EvaluationReport:
     """``fastpose evaluate`` for a volumetric checkpoint: per-action Protocol #1-#3 report.
 
     By default the test data of the checkpoint's own run (its ``train_config``: the data source,
     synthetic frames / stride / seed, test renders and their seed), so the numbers reproduce the
     training run's evaluation; flags change single settings. No MPJVE (see :data:`_EVAL_METRICS`).
     """
+    from ..models import load_checkpoint
+
     device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-    model, ckpt = load_volumetric(args.checkpoint, device=device)
-    saved = dict((ckpt.get("extra") or {}).get("train_config") or {})
+    if model is None:  # weights-only read: evaluating never unpickles arbitrary objects
+        model = load_checkpoint(args.checkpoint, device=device)
+    info = getattr(model, "checkpoint_info", {})
+    if info.get("model", "volumetric") != "volumetric":
+        raise CommandError(f"--checkpoint {args.checkpoint}: a {info.get('model')!r} checkpoint, not a volumetric one")
+    saved = dict(info.get("train_config") or {})
     known = {f for f in VolumetricTrainConfig.__dataclass_fields__}
     cfg = VolumetricTrainConfig(**{k: v for k, v in saved.items() if k in known and k != "override"})
     for key in ("data", "synthetic_frames", "synthetic_seed", "synthetic_stride", "test_samples", "test_frame_stride"):

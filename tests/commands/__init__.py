@@ -1,0 +1,1 @@
+"""Tests of the command line (fastpose/cli.py, fastpose/commands) and of the training runs it starts."""

@@ -1,0 +1,102 @@
+"""Presets, parse-time value checks, the torch-free copies of constants, the thread choice."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from fastpose.train import args as train_args
+from fastpose.train import config
+
+
+def _spgnet(argv):
+    p = argparse.ArgumentParser()
+    train_args.add_spgnet_arguments(p)
+    return train_args.spgnet_config(p.parse_args(argv))
+
+
+def test_demo_preset_is_the_make_demo_recipe():
+    """The recipe of issue 13 / the README: 27 frames (3,3,3), 256 channels, batch 256, lr 3e-3,
+    decay 0.7, dropout 0.1, frame stride 4, 8 epochs."""
+    cfg = _spgnet(["--preset", "demo"])
+    assert cfg.filter_widths == (3, 3, 3) and cfg.model_config.receptive_field == 27
+    assert (cfg.channels, cfg.batch_size, cfg.lr, cfg.lr_decay, cfg.dropout, cfg.frame_stride, cfg.epochs) == (
+        256, 256, 3e-3, 0.7, 0.1, 4, 8)
+
+
+def test_explicit_flags_override_the_preset_and_paper_is_the_default():
+    cfg = _spgnet(["--preset", "demo", "--channels", "64", "--epochs", "2"])
+    assert (cfg.channels, cfg.epochs, cfg.batch_size) == (64, 2, 256)
+    paper = _spgnet([])
+    assert (paper.channels, paper.batch_size, paper.lr, paper.lr_decay, paper.dropout) == (1024, 1024, 1e-3, 0.95, 0.25)
+    assert _spgnet(["--preset", "paper"]) == paper
+    assert paper.data_config["data"] == "synthetic+cmu"  # issue 11: synthetic + real motion by default
+
+
+def test_volumetric_demo_preset_is_the_tiny_model():
+    p = argparse.ArgumentParser()
+    train_args.add_volumetric_arguments(p)
+    cfg = train_args.volumetric_config(p.parse_args(["--preset", "demo"]))
+    assert (cfg.size, cfg.workers, cfg.epochs) == ("tiny", 0, 1)
+    assert train_args.volumetric_config(p.parse_args([])).size == "paper"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--epochs", "0"], "argument --epochs: expected an integer >= 1, received 0"),
+    (["--batch-size", "0"], "argument --batch-size: expected an integer >= 1, received 0"),
+    (["--channels", "-3"], "argument --channels: expected an integer >= 1, received -3"),
+    (["--dropout", "1.5"], "argument --dropout: expected a number in [0, 1), received '1.5'"),
+    (["--lr", "0"], "argument --lr: expected a number > 0, received '0'"),
+    (["--lr", "nan"], "argument --lr: expected a number > 0, received 'nan'"),
+    (["--lr-decay", "2"], "argument --lr-decay: expected a factor in (0, 1], received '2'"),
+    (["--arch", "3,x"], "argument --arch: expected comma-separated odd filter widths such as 3,3,3, received '3,x'"),
+    (["--arch", "3,4"], "argument --arch: expected comma-separated odd filter widths"),
+    (["--train-subjects", "9,11"], "argument --train-subjects: expected comma-separated subjects such as S9,S11"),
+    (["--time-limit", "-1"], "argument --time-limit: expected a number > 0, received '-1'"),
+    (["--max-steps", "0"], "argument --max-steps: expected an integer >= 1, received 0"),
+    (["--device", "gpu"], "argument --device: expected auto, cpu, cuda or cuda:N, received 'gpu'"),
+    (["--resume", "/no/such/checkpoint.pt"], "argument --resume: no such file: /no/such/checkpoint.pt"),
+    (["--preset", "huge"], "argument --preset: invalid choice: 'huge'"),
+])
+def test_nonsense_values_are_refused_at_parse_time(argv, message, capsys, tmp_path):
+    from fastpose.cli import main
+
+    out = tmp_path / "run"
+    assert main(["train", "spgnet", *argv, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err  # one line
+    assert err.startswith("fastpose train spgnet: error: ") and message in err
+    assert not out.exists()  # refused before anything was created
+
+
+def test_config_rejects_nonsense_from_python_too():
+    with pytest.raises(ValueError, match="SPGNetTrainConfig: batch_size must be an integer >= 1, got 0"):
+        config.SPGNetTrainConfig(batch_size=0)
+    with pytest.raises(ValueError, match="VolumetricTrainConfig: epochs must be an integer >= 1, got 0"):
+        config.VolumetricTrainConfig(epochs=0)
+    with pytest.raises(ValueError, match=r"SPGNetTrainConfig: dropout must be in \[0, 1\), got 1.0"):
+        config.SPGNetTrainConfig(dropout=1.0)
+
+
+def test_torch_free_constants_match_their_sources():
+    from fastpose.data import TEST_SUBJECTS, TRAIN_SUBJECTS
+    from fastpose.models.volumetric import ABLATIONS
+
+    assert config.TRAIN_SUBJECTS == tuple(TRAIN_SUBJECTS) and config.TEST_SUBJECTS == tuple(TEST_SUBJECTS)
+    assert config.ABLATION_NAMES == tuple(ABLATIONS)
+    sizes = {s: config.VolumetricTrainConfig(size=s).model_config.input_size for s in config.VOLUMETRIC_SIZES}
+    assert sizes == {"paper": 256, "tiny": 64}
+
+
+def test_threads_follow_the_load(monkeypatch):
+    import os
+
+    from fastpose.train import common
+
+    monkeypatch.setattr(os, "getloadavg", lambda: (64.0, 0.0, 0.0))
+    assert common.threads_for_load(4) == 1
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    assert common.threads_for_load(4) == 4
+    with pytest.raises(ValueError, match="thread count must be >= 1, got 0"):
+        common.set_threads(0)
