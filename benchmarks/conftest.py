@@ -16,7 +16,8 @@ Two regimes:
   the eager reference); the Triton interpreter is not timed on the CPU.
 
 Options: ``--bench-cases auto|tiny|paper|all`` (auto: see :func:`benchmarks._runner.bench_selection`),
-``--bench-device cpu|cuda`` (default: cuda when available), ``--bench-providers a,b`` (filter).
+``--bench-device cpu|cuda`` (default: cuda when available), ``--bench-providers a,b`` and
+``--bench-modes a,b`` (filters).
 ``FASTPOSE_BENCH_THREADS=n`` sets torch's CPU thread count (recorded with the results).
 """
 
@@ -27,7 +28,7 @@ import os
 import pytest
 import torch
 
-from benchmarks._cases import CI_COMPILED, cases_for
+from benchmarks._cases import CI_COMPILED, MODES, cases_for
 from benchmarks._machine import machine_record
 from benchmarks._providers import BACKENDS, PROVIDERS, provider_modes, providers_for
 from benchmarks._runner import BenchItem, bench_device, bench_selection
@@ -44,6 +45,8 @@ def pytest_addoption(parser):
                          "auto = tiny under --benchmark-disable, else all")
     group.addoption("--bench-device", default=None, choices=("cpu", "cuda"),
                     help="device to benchmark (default: cuda when available, else cpu)")
+    group.addoption("--bench-modes", default="",
+                    help="comma-separated subset of forward, backward, forward+backward (default: all)")
     group.addoption("--bench-providers", default="",
                     help=f"comma-separated subset of {', '.join(PROVIDERS)} (default: all available)")
 
@@ -59,6 +62,9 @@ def _items(config, ops) -> list[BenchItem]:
     quick = selection == "tiny"
     device = bench_device(config)
     wanted = {p.strip() for p in config.getoption("bench_providers").split(",") if p.strip()}
+    modes = {m.strip() for m in config.getoption("bench_modes").split(",") if m.strip()}
+    if modes - set(MODES):
+        raise pytest.UsageError(f"--bench-modes: unknown {sorted(modes - set(MODES))}; expected some of {MODES}")
     unknown = wanted - set(PROVIDERS)
     if unknown:
         raise pytest.UsageError(f"--bench-providers: unknown {sorted(unknown)}; expected some of {PROVIDERS}")
@@ -70,6 +76,8 @@ def _items(config, ops) -> list[BenchItem]:
             providers = [p for p in providers if p in wanted]
         for case in cases_for(op, device, selection):
             for mode in case.modes:
+                if modes and mode not in modes:
+                    continue
                 for provider in providers:
                     if mode not in provider_modes(op, provider):
                         continue
