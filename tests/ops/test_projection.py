@@ -190,3 +190,39 @@ def test_camera_broadcast_map():
     assert camera_broadcast_map((2, 1), (2, 1000)) == (0, 1, 2, 1000)
     assert camera_broadcast_map((1000,), (2, 1000)) == (1, 2, 1000, 1)
     assert camera_broadcast_map((), (7, 8)) == (2, 2, 1, 1)
+
+
+def test_triton_results_do_not_depend_on_the_tile():
+    """The per-point Triton kernels give the same bits with two different tiles (BLOCK), and the
+    loss forward (the one reduction) has a single configuration, so autotuning by timing cannot
+    change any result (kernels/projection.py: _LOSS_CONFIG)."""
+    if "triton" not in backends("project_to_2d", "cpu"):
+        pytest.skip("the triton backend is not available on the CPU here")
+    import triton
+    from fastpose.kernels import projection as K
+
+    assert len(K._reproj_fwd_kernel.configs) == 1
+    gen = torch.Generator().manual_seed(4)
+    pts = _points(gen, (2, 3), 5, torch.float32).reshape(-1, 3).contiguous()
+    p = pts.shape[0]
+    cam = _cameras(gen, (3,)).float()  # (3, 9): point i uses row (i // 5) % 3
+    g, c, chunk = 5, 3, 64
+    grad_out = torch.randn(p, 2, generator=gen)
+    kp = torch.randn(p, 2, generator=gen)
+    w = torch.rand(p, generator=gen) + 0.5
+    scale = torch.tensor([0.3])
+    results = []
+    for block in (16, 32):
+        out = torch.empty(p, 2)
+        gp = torch.empty(p, 3)
+        gl = torch.empty(p, 3)
+        grid = (triton.cdiv(p, chunk),)
+        K._project_fwd_kernel.fn[grid](pts, cam, out, p, g, c, chunk, BLOCK=block)
+        K._project_bwd_kernel.fn[grid](pts, cam, grad_out, gp, p, g, c, chunk, BLOCK=block)
+        K._reproj_bwd_kernel.fn[grid](pts, cam, kp, w, scale, gl, p, g, c, chunk, HAS_W=True, BLOCK=block)
+        results.append((out, gp, gl))
+    for a, b in zip(*results, strict=True):
+        assert torch.equal(a, b)
+    full = cam[(torch.arange(p) // g) % c]  # the expanded camera, one row per point
+    exp = R.project_to_2d(pts.double()[:, None], full.double())[:, 0]  # points (P, 1, 3), camera (P, 9)
+    assert_close(results[0][0], exp.float(), torch.float32, "triton projection with the camera index map")
