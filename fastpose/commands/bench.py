@@ -102,5 +102,8 @@ def _run(args: argparse.Namespace) -> int:
         if device == "cpu" and any(r["backend"] == "triton" and r["ms"] is not None for r in rows):
             print("\nnote: on the CPU the triton backend runs in the Triton interpreter (TRITON_INTERPRET=1): "
                   "its times are not a measure of the kernels")
+        print("\nnote: 'vs reference' is a self-check of the backends, not a speed claim: the reference backend is "
+              "slower than the PyTorch code users write. fastpose against that code (VideoPose3D / MMPose / 3DMPPE "
+              "style, eager and torch.compile) is measured by `make bench` and reported in BENCHMARKS.md")
     bad = [r for r in rows if r["status"] == "MISMATCH"]
     return 1 if bad else 0
