@@ -666,8 +666,10 @@ def render(results_dir: str, out_path: str) -> str:
         "",
         f"Rendered by `python -m benchmarks.report` from `{os.path.relpath(results_dir, out_dir)}/*/*.json` "
         f"on {now}; do not edit by hand.",
-        "Reproduce: `make bench` (CPU; `FASTPOSE_BENCH_THREADS=2` for the issue's 2 threads), "
-        "`benchmarks/gpu_run.sh OUT` on a GPU machine.",
+        "Reproduce: `FASTPOSE_BENCH_THREADS=2 make bench` on the CPU (every suite: the ops against the peer-style "
+        "providers, eager and compiled, the training steps including SPGNet end-to-end against a VideoPose3D-style "
+        "loop, the engines; `FASTPOSE_BENCH_LARGE=1` adds SPGNet-243 training on the CPU), "
+        "`benchmarks/gpu_run.sh OUT` on a GPU machine (one budgeted run, correctness first).",
         "",
     ]
     if not records:
