@@ -23,6 +23,7 @@ import torch
 
 __all__ = [
     "BATCH",
+    "FRAMES",
     "PRECISIONS",
     "EngineLoadError",
     "EngineMetadata",
@@ -30,11 +31,13 @@ __all__ = [
     "check_inputs",
     "precision_dtype",
     "read_sidecar",
+    "resolve_dims",
     "sidecar_path",
     "versions",
 ]
 
 BATCH = "batch"  # name of the dynamic (batch) dimension in every spec and exported file
+FRAMES = "frames"  # name of the dynamic time dimension of the full-video SPGNet export
 
 # --precision name -> torch dtype of the exported weights, inputs and outputs.
 PRECISIONS: dict[str, torch.dtype] = {
@@ -83,8 +86,9 @@ def dtype_from_name(name: str) -> torch.dtype:
 class TensorSpec:
     """Name, shape and dtype of one engine input or output.
 
-    ``shape`` holds ints for static dimensions and the string ``"batch"`` for the dynamic batch
-    dimension (always dimension 0 in fastpose's engines).
+    ``shape`` holds ints for static dimensions and a name for each dynamic one: ``"batch"``
+    (always dimension 0 in fastpose's engines) and, in the full-video SPGNet export,
+    ``"frames"`` (dimension 1). A name shared by several inputs / outputs is one size.
     """
 
     name: str
@@ -95,8 +99,19 @@ class TensorSpec:
     def torch_dtype(self) -> torch.dtype:
         return dtype_from_name(self.dtype)
 
-    def concrete_shape(self, batch: int) -> tuple[int, ...]:
-        return tuple(batch if d == BATCH else int(d) for d in self.shape)
+    @property
+    def dynamic_names(self) -> tuple[str, ...]:
+        """Names of the dynamic dimensions, in order (e.g. ``("batch", "frames")``)."""
+        return tuple(d for d in self.shape if isinstance(d, str))
+
+    def concrete_shape(self, batch: int, dims: Mapping[str, int] | None = None) -> tuple[int, ...]:
+        """The shape with ``"batch"`` -> ``batch`` and every other named dimension from ``dims``."""
+        sizes = {BATCH: batch, **(dims or {})}
+        missing = [d for d in self.dynamic_names if d not in sizes]
+        if missing:
+            raise ValueError(f"tensor '{self.name}' {self.pretty_shape()}: no size given for dynamic "
+                             f"dimension(s) {missing}")
+        return tuple(int(sizes[d]) if isinstance(d, str) else int(d) for d in self.shape)
 
     def pretty_shape(self) -> str:
         return "(" + ", ".join(str(d) for d in self.shape) + ")"
@@ -109,11 +124,16 @@ class TensorSpec:
         return cls(str(d["name"]), tuple(x if isinstance(x, str) else int(x) for x in d["shape"]), str(d["dtype"]))
 
     @classmethod
-    def of(cls, name: str, t: torch.Tensor, dynamic_batch: bool = True) -> TensorSpec:
-        """Spec of an example tensor; dimension 0 becomes ``"batch"`` when ``dynamic_batch``."""
+    def of(cls, name: str, t: torch.Tensor, dynamic_batch: bool = True,
+           axes: Mapping[int, str] | None = None) -> TensorSpec:
+        """Spec of an example tensor; dimension 0 becomes ``"batch"`` when ``dynamic_batch``, and
+        each ``axes`` entry ``{dim: name}`` (other than dim 0) makes that dimension dynamic too."""
         shape: list[int | str] = list(t.shape)
         if dynamic_batch and shape:
             shape[0] = BATCH
+        for dim, dim_name in (axes or {}).items():
+            if dim != 0:
+                shape[dim] = dim_name
         return cls(name, tuple(shape), dtype_name(t.dtype))
 
 
@@ -124,7 +144,10 @@ class EngineMetadata:
     format: "onnx" | "aoti" | "tensorrt"; model: "spgnet" | "volumetric" | "op:<name>" | free text;
     model_config: the architecture record (for the models: their config ``to_dict()``);
     precision: "fp32" | "fp16" | "bf16"; device: "cpu" | "cuda"; batch_range: (min, max) of the
-    dynamic batch the file accepts; versions: library versions at build time (see :func:`versions`);
+    dynamic batch the file accepts; dims: every dynamic dimension by name, ``{"batch": {"min",
+    "max", "default"}, "frames": {...}}`` (``default``: the size ``fastpose latency FILE`` times
+    when not told; files written before this field existed have only ``batch_range``, see
+    :meth:`dim_info`); versions: library versions at build time (see :func:`versions`);
     extra: format-specific details (opset, TensorRT optimisation profile, ...).
     """
 
@@ -139,6 +162,30 @@ class EngineMetadata:
     versions: dict = dataclasses.field(default_factory=dict)
     created: str = ""
     extra: dict = dataclasses.field(default_factory=dict)
+    dims: dict = dataclasses.field(default_factory=dict)
+
+    def dim_info(self, name: str) -> dict | None:
+        """``{"min", "max", "default"}`` of the dynamic dimension ``name``, or None when unknown.
+
+        ``batch`` falls back to ``batch_range`` with default = its minimum (older files).
+        """
+        info = self.dims.get(name)
+        if info is not None:
+            return {"min": int(info["min"]), "max": int(info["max"]),
+                    "default": None if info.get("default") is None else int(info["default"])}
+        if name == BATCH:
+            return {"min": int(self.batch_range[0]), "max": int(self.batch_range[1]), "default": None}
+        return None
+
+    def dim_ranges(self) -> dict[str, tuple[int, int]]:
+        """(min, max) of every named dynamic dimension of the inputs (batch included)."""
+        out = {}
+        for spec in self.inputs:
+            for d in spec.dynamic_names:
+                info = self.dim_info(d)
+                if info is not None:
+                    out[d] = (info["min"], info["max"])
+        return out
 
     def to_dict(self) -> dict:
         return {
@@ -153,6 +200,7 @@ class EngineMetadata:
             "versions": self.versions,
             "created": self.created,
             "extra": self.extra,
+            "dims": self.dims,
         }
 
     def to_json(self) -> str:
@@ -173,6 +221,7 @@ class EngineMetadata:
                 versions=dict(d.get("versions", {})),
                 created=str(d.get("created", "")),
                 extra=dict(d.get("extra", {})),
+                dims={str(k): dict(v) for k, v in dict(d.get("dims", {})).items()},
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise EngineLoadError(f"engine metadata is incomplete or malformed ({type(exc).__name__}: {exc})") from exc
@@ -249,17 +298,29 @@ def _versions() -> dict[str, Any]:
 
 def check_inputs(engine: str, specs: Sequence[TensorSpec], args: Sequence[Any],
                  batch_range: tuple[int, int] | None = None,
-                 device: str | None = None) -> int:
+                 device: str | None = None, dim_ranges: Mapping[str, tuple[int, int]] | None = None) -> int:
     """Validate call arguments against the engine's input specs; return the batch size.
 
-    Raises TypeError for a non-tensor, ValueError for a wrong count, rank, static dimension,
-    dtype, device, inconsistent or out-of-range batch, each message naming the input, the
-    expected and the received value.
+    See :func:`resolve_dims` (which this calls) for the checks and errors.
+    """
+    return resolve_dims(engine, specs, args, batch_range, device, dim_ranges)[BATCH]
+
+
+def resolve_dims(engine: str, specs: Sequence[TensorSpec], args: Sequence[Any],
+                 batch_range: tuple[int, int] | None = None, device: str | None = None,
+                 dim_ranges: Mapping[str, tuple[int, int]] | None = None) -> dict[str, int]:
+    """Validate call arguments against the engine's input specs; return every dynamic size by name.
+
+    ``{"batch": B, "frames": T, ...}`` (batch 1 when no input has a batch dimension). Raises
+    TypeError for a non-tensor, ValueError for a wrong count, rank, static dimension, dtype,
+    device, a dynamic size that differs between inputs or lies outside ``batch_range`` /
+    ``dim_ranges[name]``, each message naming the input, the expected and the received value.
     """
     if len(args) != len(specs):
         names = ", ".join(s.name for s in specs)
         raise ValueError(f"{engine}: expected {len(specs)} input(s) ({names}), received {len(args)}")
-    batch: int | None = None
+    sizes: dict[str, int] = {}
+    first: dict[str, str] = {}
     for spec, t in zip(specs, args, strict=True):
         if not isinstance(t, torch.Tensor):
             raise TypeError(f"{engine}: input '{spec.name}' must be a torch.Tensor, received {type(t).__name__}")
@@ -267,7 +328,7 @@ def check_inputs(engine: str, specs: Sequence[TensorSpec], args: Sequence[Any],
         if t.dtype != want:
             raise ValueError(f"{engine}: input '{spec.name}' must have dtype {want}, received {t.dtype}")
         if t.dim() != len(spec.shape) or any(
-            d != BATCH and int(d) != s for d, s in zip(spec.shape, t.shape, strict=True)
+            not isinstance(d, str) and int(d) != s for d, s in zip(spec.shape, t.shape, strict=True)
         ):
             raise ValueError(
                 f"{engine}: input '{spec.name}' must have shape {spec.pretty_shape()}, "
@@ -276,16 +337,22 @@ def check_inputs(engine: str, specs: Sequence[TensorSpec], args: Sequence[Any],
         if device is not None and t.device.type != device:
             raise ValueError(f"{engine}: input '{spec.name}' must be on device '{device}', received '{t.device}'")
         for d, s in zip(spec.shape, t.shape, strict=True):
-            if d == BATCH:
-                if batch is not None and s != batch:
+            if isinstance(d, str):
+                if d in sizes and s != sizes[d]:
                     raise ValueError(
-                        f"{engine}: input '{spec.name}' has batch {s}, but an earlier input has batch {batch}"
+                        f"{engine}: input '{spec.name}' has {d} {s}, but input '{first[d]}' has {d} {sizes[d]}"
                     )
-                batch = int(s)
-    batch = 1 if batch is None else batch
-    if batch_range is not None and not batch_range[0] <= batch <= batch_range[1]:
-        raise ValueError(
-            f"{engine}: batch size must be in [{batch_range[0]}, {batch_range[1]}] (the range the engine was "
-            f"built for), received {batch}"
-        )
-    return batch
+                sizes.setdefault(d, int(s))
+                first.setdefault(d, spec.name)
+    sizes.setdefault(BATCH, 1)
+    ranges = dict(dim_ranges or {})
+    if batch_range is not None:
+        ranges[BATCH] = tuple(batch_range)
+    for d, (lo, hi) in ranges.items():
+        if d in sizes and not lo <= sizes[d] <= hi:
+            what = "batch size" if d == BATCH else f"dimension '{d}'"
+            raise ValueError(
+                f"{engine}: {what} must be in [{lo}, {hi}] (the range the engine was built for), "
+                f"received {sizes[d]}"
+            )
+    return sizes

@@ -24,7 +24,7 @@ from torch import Tensor
 from ._common import BATCH
 from ._models import Deployable
 
-__all__ = ["REFERENCE_OPS", "export_program", "fastpose_ops_in"]
+__all__ = ["REFERENCE_OPS", "export_program", "fastpose_ops_in", "metadata_dims"]
 
 # The reference backend's forward custom ops (fastpose/ops/*.py), i.e. what an export can contain.
 REFERENCE_OPS = (
@@ -67,16 +67,38 @@ def export_program(dep: Deployable, inputs: Sequence[Tensor], dynamic_batch: boo
 
     With ``dynamic_batch`` dimension 0 of every input is one symbolic size ``batch`` in
     [1, max_batch] (export with an example batch >= 2: torch.export specialises sizes 0 and 1).
+    The deployable's other dynamic dimensions (``dep.input_axes``, e.g. ``frames`` of the
+    full-video SPGNet) are always symbolic, in ``dep.dims[name]``'s [min, max]; their example
+    sizes must be >= 2 as well.
     """
     import fastpose
 
     inputs = tuple(inputs)
-    if dynamic_batch:
-        if any(t.shape[0] < 2 for t in inputs):
+    axes = list(dep.input_axes) or [{} for _ in inputs]
+    if len(axes) != len(inputs):
+        raise ValueError(f"export_program: {dep.name} declares dynamic axes for {len(axes)} inputs, "
+                         f"received {len(inputs)} inputs")
+    named = {name for a in axes for d, name in a.items() if d != 0}
+    if dynamic_batch or named:
+        if dynamic_batch and any(t.shape[0] < 2 for t in inputs):
             raise ValueError("export_program: export a dynamic batch with an example batch >= 2 "
                              f"(sizes 0/1 are specialised); received shapes {[tuple(t.shape) for t in inputs]}")
-        dim = torch.export.Dim(BATCH, min=1, max=max_batch)
-        per_input = tuple({0: dim} for _ in inputs)
+        dim_objs = {name: torch.export.Dim(name, min=int(dep.dims[name]["min"]), max=int(dep.dims[name]["max"]))
+                    for name in named}
+        if dynamic_batch:
+            dim_objs[BATCH] = torch.export.Dim(BATCH, min=1, max=max_batch)
+        per_input = []
+        for t, a in zip(inputs, axes, strict=True):
+            spec = {0: dim_objs[BATCH]} if dynamic_batch else {}
+            for d, name in a.items():
+                if d == 0:
+                    continue
+                if t.shape[d] < 2:
+                    raise ValueError(f"export_program: the example size of dynamic dimension '{name}' must be "
+                                     f">= 2 (sizes 0/1 are specialised), received {t.shape[d]}")
+                spec[d] = dim_objs[name]
+            per_input.append(spec)
+        per_input = tuple(per_input)
         varargs = _varargs_name(dep.module)
         # forward(*tensors) takes its specs as {"tensors": (...)}; forward(a, b) as a plain tuple
         dynamic_shapes = {varargs: per_input} if varargs else per_input
@@ -92,6 +114,18 @@ def export_program(dep: Deployable, inputs: Sequence[Tensor], dynamic_batch: boo
             "engines lower only the reference ops (the model must not pass backend= to fastpose.ops)"
         )
     return ep
+
+
+def metadata_dims(dep: Deployable, dynamic_batch: bool, batch_range: tuple[int, int],
+                  default_batch: int = 1) -> dict:
+    """The ``EngineMetadata.dims`` record of an export of ``dep``: batch and every named dimension."""
+    dims = {}
+    if dynamic_batch:
+        dims[BATCH] = {"min": int(batch_range[0]), "max": int(batch_range[1]),
+                       "default": max(int(batch_range[0]), min(int(default_batch), int(batch_range[1])))}
+    for name, info in dep.dims.items():
+        dims[name] = {"min": int(info["min"]), "max": int(info["max"]), "default": int(info["default"])}
+    return dims
 
 
 def _varargs_name(module: torch.nn.Module) -> str | None:

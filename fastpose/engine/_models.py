@@ -9,6 +9,16 @@ Dimension 0 of every input and output is the (dynamic) batch.
   ``pose`` (B, J, 3) root-relative metres of each window's centre frame and ``trajectory``
   (B, 1, 3) the root in the camera frame. Runs SPGNet's strided path (only the positions the
   centre frame needs; equal to the full model in eval mode).
+* ``spgnet`` with ``video=True`` (deployable name ``spgnet-video``): full-video inference. Input
+  ``keypoints_2d`` (B, T, J, 2), T *dynamic* (any length >= 1); outputs ``pose`` (B, T, J, 3) and
+  ``trajectory`` (B, T, 1, 3), one prediction per input frame. Inside the graph the sequence is
+  edge-padded by the receptive-field margin (R - 1) / 2 on each side (the first / last frame
+  repeated, as VideoPose3D pads at test time, ``np.pad(..., 'edge')``), then the *full* dilated
+  model runs over all T + R - 1 frames (no strided windows): every intermediate activation is
+  shared by neighbouring output frames, so a T-frame video costs about one window per frame
+  in the first layer and less than that in the others, against R / 3 + ... per window of the
+  strided path. Frame t's output equals the windows model on frames t - (R-1)/2 .. t + (R-1)/2
+  of the padded sequence.
 * ``volumetric``: input ``images`` (B, 3, S, S) floats in [0, 1]; outputs ``coords`` (B, J, 3)
   soft-argmax voxels and ``pose`` (B, J, 3) root-relative normalised coordinates. The volume
   itself (B x J x D x H x W) is not an output: it is consumed by the soft-argmax inside the engine.
@@ -30,7 +40,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from ._common import dtype_name, precision_dtype
+from ._common import BATCH, FRAMES, dtype_name, precision_dtype
 
 __all__ = [
     "MODELS",
@@ -48,6 +58,11 @@ MODELS = ("spgnet", "volumetric")
 # default is the 27-frame training model.
 SPGNET_DEPLOY_DEFAULTS = {"filter_widths": (3, 3, 3, 3, 3)}
 
+# Full-video export: frames accepted (min, max) and the length timed when none is given (~10 s
+# at 30 fps per sequence, longer than the 243-frame receptive field). The maximum (~55 min at 30
+# fps) only bounds the symbolic size the exporters see.
+VIDEO_FRAMES = {"min": 1, "max": 100_000, "default": 300}
+
 
 @dataclasses.dataclass
 class Deployable:
@@ -60,13 +75,33 @@ class Deployable:
     make_inputs: Callable[[int, torch.dtype, torch.device, torch.Generator], tuple[Tensor, ...]]
     config: dict
     dtype: torch.dtype = torch.float32  # dtype of the floating inputs / weights
+    # Dynamic dimensions besides the batch (dim 0 of everything): per input / output
+    # {dim: name}, and per name {"min", "max", "default"}. Empty for the fixed-shape deployables.
+    input_axes: list[dict[int, str]] = dataclasses.field(default_factory=list)
+    output_axes: list[dict[int, str]] = dataclasses.field(default_factory=list)
+    dims: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
 
-    def example_inputs(self, batch: int = 2, device: str | torch.device = "cpu", seed: int = 0) -> tuple[Tensor, ...]:
-        """Random inputs (never constant) of the deployable's dtype; batch ``batch``."""
+    def example_inputs(self, batch: int = 2, device: str | torch.device = "cpu", seed: int = 0,
+                       **sizes: int) -> tuple[Tensor, ...]:
+        """Random inputs (never constant) of the deployable's dtype; batch ``batch``.
+
+        ``sizes``: the other dynamic dimensions by name (``frames=T`` for ``spgnet-video``;
+        default: each dimension's ``default``).
+        """
         if batch < 1:
             raise ValueError(f"argument 'batch': expected >= 1, received {batch}")
+        unknown = sorted(set(sizes) - set(self.dims))
+        if unknown:
+            raise ValueError(f"argument(s) {unknown}: {self.name} has no such dynamic dimension "
+                             f"(it has {sorted(self.dims) or 'none besides the batch'})")
+        full = {}
+        for name, info in self.dims.items():
+            v = int(sizes.get(name, info["default"]))
+            if not info["min"] <= v <= info["max"]:
+                raise ValueError(f"argument '{name}': expected {info['min']} <= {name} <= {info['max']}, received {v}")
+            full[name] = v
         g = torch.Generator().manual_seed(seed)
-        return tuple(t.to(device) for t in self.make_inputs(batch, self.dtype, torch.device("cpu"), g))
+        return tuple(t.to(device) for t in self.make_inputs(batch, self.dtype, torch.device("cpu"), g, **full))
 
     def to(self, dtype: torch.dtype | None = None, device: str | torch.device | None = None) -> Deployable:
         """A copy with weights (and future inputs) in ``dtype`` and/or on ``device``."""
@@ -99,6 +134,29 @@ class _SPGNetWindows(nn.Module):
         if out.trajectory is None:
             return (pose,)
         return pose, out.trajectory[:, 0]  # (B, J, 3), (B, 1, 3)
+
+
+class _SPGNetVideo(nn.Module):
+    """(B, T, J, 2) whole sequences -> pose (B, T, J, 3)[, trajectory (B, T, 1, 3)], every frame.
+
+    Edge padding by p = (R - 1) / 2 frames on each side (frame 0 and frame T - 1 repeated),
+    then the full dilated model: output length (T + 2p) - R + 1 = T.
+    """
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+        self.pad = model.total_pad
+
+    def forward(self, keypoints_2d: Tensor) -> tuple[Tensor, ...]:
+        x, p = keypoints_2d, self.pad
+        if p:
+            n, _, j, c = x.shape
+            x = torch.cat([x[:, :1].expand(n, p, j, c), x, x[:, -1:].expand(n, p, j, c)], dim=1)
+        out = self.model(x, strided=False)  # pose (B, T, J, 3), trajectory (B, T, 1, 3)
+        if out.trajectory is None:
+            return (out.pose,)
+        return out.pose, out.trajectory
 
 
 class _VolumetricImages(nn.Module):
@@ -176,22 +234,41 @@ def _config_dict(model: nn.Module) -> dict:
     return json.loads(json.dumps(d, default=list))  # tuples -> lists, JSON-safe
 
 
-def model_deployable(model: nn.Module) -> Deployable:
-    """Wrap an SPGNet or VolumetricPoseNet (eval mode is forced) as a :class:`Deployable`."""
+def model_deployable(model: nn.Module, video: bool = False) -> Deployable:
+    """Wrap an SPGNet or VolumetricPoseNet (eval mode is forced) as a :class:`Deployable`.
+
+    ``video``: SPGNet only -- the full-video deployable ``spgnet-video`` (dynamic frame count,
+    edge-padded inside; see the module docstring) instead of the sliding-window one.
+    """
     from ..models.spgnet import SPGNet
     from ..models.volumetric import VolumetricPoseNet
 
     model = model.eval()
     dtype = next(model.parameters()).dtype
+    if video and not isinstance(model, SPGNet):
+        raise ValueError(f"argument 'video': full-video export exists for SPGNet only, received {type(model).__name__}")
     if isinstance(model, SPGNet):
         c = model.config
         r, j = c.receptive_field, c.num_joints
+        outputs = ["pose", "trajectory"] if c.trajectory else ["pose"]
+        if video:
+            def make_video(batch, dt, device, g, frames):
+                # a smooth random walk in normalised screen coordinates (a video, not noise)
+                steps = torch.randn(batch, frames, j, 2, generator=g) * 0.02
+                start = torch.rand(batch, 1, j, 2, generator=g) * 1.6 - 0.8
+                return ((start + steps.cumsum(1)).to(device=device, dtype=dt),)
+
+            axes = {0: BATCH, 1: FRAMES}
+            cfg = {"model": "spgnet", **_config_dict(model), "layout": "video", "padding": "edge",
+                   "pad_frames": model.total_pad}
+            return Deployable("spgnet-video", _SPGNetVideo(model).eval(), ["keypoints_2d"], outputs, make_video,
+                              cfg, dtype, input_axes=[axes], output_axes=[axes] * len(outputs),
+                              dims={FRAMES: dict(VIDEO_FRAMES)})
 
         def make(batch, dt, device, g):
             # normalised screen coordinates: uniform in [-1, 1]
             return ((torch.rand(batch, r, j, 2, generator=g) * 2 - 1).to(device=device, dtype=dt),)
 
-        outputs = ["pose", "trajectory"] if c.trajectory else ["pose"]
         return Deployable("spgnet", _SPGNetWindows(model).eval(), ["keypoints_2d"], outputs, make,
                           {"model": "spgnet", **_config_dict(model)}, dtype)
     if isinstance(model, VolumetricPoseNet):
@@ -206,10 +283,15 @@ def model_deployable(model: nn.Module) -> Deployable:
 
 
 def deployable(name: str, checkpoint: str | Path | None = None, config: Mapping | None = None,
-               precision: str = "fp32") -> Deployable:
-    """:func:`build_model` + :func:`model_deployable`, in ``precision`` ('fp32' | 'fp16' | 'bf16')."""
+               precision: str = "fp32", video: bool = False) -> Deployable:
+    """:func:`build_model` + :func:`model_deployable`, in ``precision`` ('fp32' | 'fp16' | 'bf16').
+
+    ``video=True`` (SPGNet only): the full-video deployable (dynamic frame count).
+    """
     dtype = precision_dtype(precision)
-    dep = model_deployable(build_model(name, checkpoint, config))
+    if video and name != "spgnet":
+        raise ValueError(f"argument 'video': full-video export exists for 'spgnet' only, received model {name!r}")
+    dep = model_deployable(build_model(name, checkpoint, config), video=video)
     return dep if dtype == torch.float32 else dep.to(dtype)
 
 

@@ -167,13 +167,16 @@ def soft_argmax_heatmap_mse_3d(logits: TensorType, joints: TensorType, sigma: fl
 
 # ---------------------------------------------------------------------------------- projection
 def _project(points, camera, acc):
-    """VideoPose3D's distorted projection in ``acc``: points (..., J, 3), camera (*C, 9) -> (..., J, 2)."""
+    """VideoPose3D's distorted projection in ``acc``: points (*R, J, 3), camera (*C, 9) -> (*R, J, 2).
+
+    The camera's leading dims broadcast against the points' leading dims *R by torch's rule
+    (aligned from the right, size-1 or missing dims broadcast; fastpose.ops validates this
+    before export). Inserting one axis for J, camera (*C, 1, 9), makes ONNX's numpy-style
+    broadcasting do exactly that against (*R, J, .): no expanded camera is materialised.
+    """
     pts = op.Cast(points, to=acc)
-    p_rank, c_rank = len(points.shape), len(camera.shape)
-    cam = op.Cast(camera, to=acc)
-    extra = p_rank - c_rank  # camera (*C, 9) -> (*C, 1 x extra, 9): broadcasts over (*R, J)
-    if extra > 0:
-        cam = op.Unsqueeze(cam, _ints(list(range(c_rank - 1, c_rank - 1 + extra))))
+    c_rank = len(camera.shape)
+    cam = op.Unsqueeze(op.Cast(camera, to=acc), _ints([c_rank - 1]))  # (*C, 1, 9)
 
     def cols(a: int, b: int):
         return op.Slice(cam, _ints([a]), _ints([b]), _ints([-1]))

@@ -40,12 +40,12 @@ from ._common import (
     EngineLoadError,
     EngineMetadata,
     TensorSpec,
-    check_inputs,
     now_iso,
     read_sidecar,
+    resolve_dims,
     versions,
 )
-from ._export import REFERENCE_OPS, export_program, fastpose_ops_in, reference_overload
+from ._export import REFERENCE_OPS, export_program, fastpose_ops_in, metadata_dims, reference_overload
 from ._models import Deployable
 from .onnx import PARITY_TOLERANCES, ParityReport, compare_outputs
 
@@ -113,12 +113,16 @@ def export_aoti(dep: Deployable, path: str | os.PathLike, *, inputs: Sequence[Te
     if left:
         raise RuntimeError(f"export_aoti: fastpose ops {sorted(left)} survived decomposition")
     outs = dep(*inputs)
+    in_axes = list(dep.input_axes) or [{} for _ in inputs]
+    out_axes = list(dep.output_axes) or [{} for _ in outs]
+    batch_range = (1, max_batch) if dynamic_batch else (inputs[0].shape[0],) * 2
     meta = EngineMetadata(
         format="aoti", model=dep.name, precision=_PRECISION_OF.get(dep.dtype, str(dep.dtype)), device=device,
-        inputs=[TensorSpec.of(n, t, dynamic_batch) for n, t in zip(dep.input_names, inputs, strict=True)],
-        outputs=[TensorSpec.of(n, t, dynamic_batch and t.dim() > 0)
-                 for n, t in zip(dep.output_names, outs, strict=True)],
-        batch_range=(1, max_batch) if dynamic_batch else (inputs[0].shape[0],) * 2,
+        inputs=[TensorSpec.of(n, t, dynamic_batch, a)
+                for n, t, a in zip(dep.input_names, inputs, in_axes, strict=True)],
+        outputs=[TensorSpec.of(n, t, dynamic_batch and t.dim() > 0, a)
+                 for n, t, a in zip(dep.output_names, outs, out_axes, strict=True)],
+        batch_range=batch_range, dims=metadata_dims(dep, dynamic_batch, batch_range),
         model_config=dep.config, versions=versions(), created=now_iso(), extra=dict(extra or {}),
     )
     configs = {"aot_inductor.metadata": {"fastpose": meta.to_json()}, **(inductor_configs or {})}
@@ -170,8 +174,8 @@ class AotiRunner:
 
     def __call__(self, *inputs: Tensor) -> tuple[Tensor, ...]:
         meta = self.metadata
-        check_inputs(f"AOTInductor package {self.path.name}", meta.inputs, inputs, tuple(meta.batch_range),
-                     device=meta.device)
+        resolve_dims(f"AOTInductor package {self.path.name}", meta.inputs, inputs, tuple(meta.batch_range),
+                     device=meta.device, dim_ranges=meta.dim_ranges())
         out = self.model(*inputs)
         return tuple(out) if isinstance(out, (list, tuple)) else (out,)
 

@@ -45,12 +45,12 @@ from ._common import (
     EngineLoadError,
     EngineMetadata,
     TensorSpec,
-    check_inputs,
     now_iso,
     read_sidecar,
+    resolve_dims,
     versions,
 )
-from ._export import export_program
+from ._export import export_program, metadata_dims
 from ._models import Deployable
 
 __all__ = [
@@ -150,7 +150,14 @@ def check_onnx(path: str | os.PathLike) -> None:
 
 def _output_specs(dep: Deployable, inputs: Sequence[Tensor], dynamic_batch: bool) -> list[TensorSpec]:
     outs = dep(*inputs)
-    return [TensorSpec.of(n, t, dynamic_batch and t.dim() > 0) for n, t in zip(dep.output_names, outs, strict=True)]
+    axes = list(dep.output_axes) or [{} for _ in outs]
+    return [TensorSpec.of(n, t, dynamic_batch and t.dim() > 0, a)
+            for n, t, a in zip(dep.output_names, outs, axes, strict=True)]
+
+
+def _input_specs(dep: Deployable, inputs: Sequence[Tensor], dynamic_batch: bool) -> list[TensorSpec]:
+    axes = list(dep.input_axes) or [{} for _ in inputs]
+    return [TensorSpec.of(n, t, dynamic_batch, a) for n, t, a in zip(dep.input_names, inputs, axes, strict=True)]
 
 
 # False: always take the public torch.onnx.export path (the tests exercise both).
@@ -237,12 +244,14 @@ def export_onnx(dep: Deployable, path: str | os.PathLike, *, inputs: Sequence[Te
         dep = dep.to(device=device)
     inputs = tuple(t.to(device) for t in (inputs if inputs is not None else dep.example_inputs(batch)))
     ep = export_program(dep, inputs, dynamic_batch=dynamic_batch, max_batch=max_batch)
-    in_specs = [TensorSpec.of(n, t, dynamic_batch) for n, t in zip(dep.input_names, inputs, strict=True)]
+    in_specs = _input_specs(dep, inputs, dynamic_batch)
     out_specs = _output_specs(dep, inputs, dynamic_batch)
     program = _to_onnx_program(ep, opset, dep.input_names, dep.output_names, optimize=not bf16)
+    batch_range = (1, max_batch) if dynamic_batch else (inputs[0].shape[0],) * 2
     meta = EngineMetadata(
         format="onnx", model=dep.name, precision=_PRECISION_OF.get(dep.dtype, str(dep.dtype)), device="any",
-        inputs=in_specs, outputs=out_specs, batch_range=(1, max_batch) if dynamic_batch else (inputs[0].shape[0],) * 2,
+        inputs=in_specs, outputs=out_specs, batch_range=batch_range,
+        dims=metadata_dims(dep, dynamic_batch, batch_range),
         model_config=dep.config, versions=versions(), created=now_iso(),
         extra={"opset": opset, "optimized": not bf16,
                "exporter": "torch.onnx.export(dynamo=True) + fastpose translation table",
@@ -328,7 +337,9 @@ class OnnxRunner:
                  "tensor(int64)": "int64", "tensor(bfloat16)": "bfloat16"}
 
         def spec(i):
-            shape = tuple(BATCH if not isinstance(d, int) else d for d in i.shape)
+            # dimension 0 is the batch; other symbolic dimensions keep the file's name for them
+            shape = tuple(d if isinstance(d, int) else (BATCH if k == 0 else str(d or f"{i.name}_dim{k}"))
+                          for k, d in enumerate(i.shape))
             return TensorSpec(i.name, shape, types.get(i.type, "float32"))
 
         return EngineMetadata("onnx", "unknown", "fp32", "cpu", [spec(i) for i in self.session.get_inputs()],
@@ -344,7 +355,8 @@ class OnnxRunner:
 
     def __call__(self, *inputs: Tensor) -> tuple[Tensor, ...]:
         meta = self.metadata
-        batch = check_inputs(f"ONNX engine {self.path.name}", meta.inputs, inputs, tuple(meta.batch_range))
+        sizes = resolve_dims(f"ONNX engine {self.path.name}", meta.inputs, inputs, tuple(meta.batch_range),
+                             dim_ranges=meta.dim_ranges())
         dev = inputs[0].device if inputs else torch.device("cpu")
         if dev.type != self.device:
             raise ValueError(f"ONNX engine {self.path.name}: inputs must be on '{self.device}' "
@@ -355,12 +367,21 @@ class OnnxRunner:
             t = t.detach().contiguous()
             keep.append(t)
             binding.bind_input(spec.name, dev.type, dev.index or 0, _np_dtype(t.dtype), list(t.shape), t.data_ptr())
-        outs = []
+        outs: list[Tensor | None] = []
         for spec in meta.outputs:
-            o = torch.empty(spec.concrete_shape(batch), dtype=spec.torch_dtype, device=dev)
+            if any(d not in sizes for d in spec.dynamic_names):
+                # a size the inputs do not determine (a file not exported by fastpose): ORT allocates it
+                binding.bind_output(spec.name, dev.type, dev.index or 0)
+                outs.append(None)
+                continue
+            o = torch.empty(spec.concrete_shape(sizes["batch"], sizes), dtype=spec.torch_dtype, device=dev)
             binding.bind_output(spec.name, dev.type, dev.index or 0, _np_dtype(o.dtype), list(o.shape), o.data_ptr())
             outs.append(o)
         self.session.run_with_iobinding(binding)
+        if any(o is None for o in outs):
+            ort_outs = binding.get_outputs()
+            outs = [o if o is not None else torch.from_numpy(ort_outs[k].numpy()).to(dev)
+                    for k, o in enumerate(outs)]
         return tuple(outs)
 
     def parity(self, dep: Deployable, inputs: Sequence[Tensor], precision: str | None = None) -> ParityReport:

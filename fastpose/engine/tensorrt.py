@@ -39,19 +39,21 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
 from ._common import (
+    BATCH,
     EngineLoadError,
     EngineMetadata,
     TensorSpec,
-    check_inputs,
+    dtype_name,
     now_iso,
     read_sidecar,
+    resolve_dims,
     versions,
 )
 from ._models import Deployable
@@ -87,15 +89,38 @@ def _require_cuda(what: str) -> None:
         raise RuntimeError(f"{what}: TensorRT needs a CUDA GPU; torch.cuda.is_available() is False")
 
 
-def profile_shapes(spec: TensorSpec, min_batch: int, opt_batch: int, max_batch: int
+def profile_shapes(spec: TensorSpec, min_batch: int, opt_batch: int, max_batch: int,
+                   dims: Mapping[str, tuple[int, int, int]] | None = None
                    ) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
-    """(min, opt, max) shapes of one input for the optimisation profile of the dynamic batch."""
+    """(min, opt, max) shapes of one input for the optimisation profile of its dynamic dimensions.
+
+    The batch takes ``min/opt/max_batch``; every other named dimension (``frames`` of the
+    full-video SPGNet) its ``dims[name] = (min, opt, max)``.
+    """
     if not 1 <= min_batch <= opt_batch <= max_batch:
         raise ValueError(
             f"optimisation profile: expected 1 <= min_batch <= opt_batch <= max_batch, received "
             f"{min_batch}, {opt_batch}, {max_batch}"
         )
-    return spec.concrete_shape(min_batch), spec.concrete_shape(opt_batch), spec.concrete_shape(max_batch)
+    dims = dict(dims or {})
+    for name in spec.dynamic_names:
+        if name == BATCH:
+            continue
+        if name not in dims:
+            raise ValueError(f"optimisation profile: input '{spec.name}' {spec.pretty_shape()} has dynamic "
+                             f"dimension '{name}' but no (min, opt, max) was given for it")
+        lo, opt, hi = dims[name]
+        if not 1 <= lo <= opt <= hi:
+            raise ValueError(f"optimisation profile: expected 1 <= min <= opt <= max for '{name}', received "
+                             f"{lo}, {opt}, {hi}")
+    return tuple(spec.concrete_shape(b, {k: v[i] for k, v in dims.items()})
+                 for i, b in enumerate((min_batch, opt_batch, max_batch)))
+
+
+# Full-video engines: the largest frame count the default optimisation profile covers. TensorRT
+# sizes its activation memory for the profile's maximum shape, so the ONNX file's 100,000 frames
+# would ask for tens of GB; longer videos are run in chunks or built with ``dim_profiles``.
+DEFAULT_MAX_FRAMES = 4096
 
 
 def _torch_dtype(trt, dt) -> torch.dtype:
@@ -112,14 +137,17 @@ def _torch_dtype(trt, dt) -> torch.dtype:
 def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, *, min_batch: int = 1,
                  opt_batch: int | None = None, max_batch: int | None = None, workspace_gib: float = 4.0,
                  timing_cache: str | os.PathLike | None = None, builder_optimization_level: int | None = None,
-                 verbose: bool = False) -> EngineMetadata:
+                 verbose: bool = False, dim_profiles: Mapping[str, tuple[int, int, int]] | None = None
+                 ) -> EngineMetadata:
     """Build a serialised TensorRT engine (``engine_path``, e.g. ``model.plan``) from a fastpose ONNX file.
 
     The ONNX file's metadata (written by :func:`fastpose.engine.onnx.export_onnx`) gives the
     inputs, outputs and precision. ``min/opt/max_batch`` define the optimisation profile of the
     dynamic batch (defaults: 1, min(32, max), the ONNX file's maximum capped at 256);
     ``workspace_gib`` limits the builder's scratch memory; ``timing_cache`` is read if it exists
-    and written back after the build (layer timings reused by later builds).
+    and written back after the build (layer timings reused by later builds). ``dim_profiles``:
+    ``{name: (min, opt, max)}`` of the other dynamic dimensions (default for ``frames``: the
+    file's minimum, its default, and at most :data:`DEFAULT_MAX_FRAMES`).
     """
     from .onnx import load_metadata
 
@@ -151,13 +179,28 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, *
         config.builder_optimization_level = int(builder_optimization_level)
     profile = builder.create_optimization_profile()
     specs = {s.name: s for s in onnx_meta.inputs}
+    dims: dict[str, tuple[int, int, int]] = {}
+    for spec in onnx_meta.inputs:
+        for name in spec.dynamic_names:
+            if name == BATCH or name in dims:
+                continue
+            if dim_profiles and name in dim_profiles:
+                dims[name] = tuple(int(v) for v in dim_profiles[name])
+                continue
+            info = onnx_meta.dim_info(name)
+            if info is None:
+                raise ValueError(f"argument 'dim_profiles': {onnx_path} has dynamic dimension '{name}' without a "
+                                 "range in its metadata; pass dim_profiles={name: (min, opt, max)}")
+            hi = min(info["max"], DEFAULT_MAX_FRAMES)
+            opt = min(max(info["default"] or info["min"], info["min"]), hi)
+            dims[name] = (info["min"], opt, hi)
     profile_record = {}
     for i in range(network.num_inputs):
         inp = network.get_input(i)
         if inp.name not in specs:
             raise EngineLoadError(f"{onnx_path}: network input {inp.name!r} is not in the file's metadata "
                                   f"{sorted(specs)}")
-        lo, opt, hi = profile_shapes(specs[inp.name], min_batch, opt_batch, max_batch)
+        lo, opt, hi = profile_shapes(specs[inp.name], min_batch, opt_batch, max_batch, dims)
         profile.set_shape(inp.name, lo, opt, hi)
         profile_record[inp.name] = {"min": list(lo), "opt": list(opt), "max": list(hi)}
     config.add_optimization_profile(profile)
@@ -179,10 +222,13 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, *
     meta = EngineMetadata(
         format="tensorrt", model=onnx_meta.model, precision=onnx_meta.precision, device="cuda",
         inputs=onnx_meta.inputs, outputs=onnx_meta.outputs, batch_range=(min_batch, max_batch),
+        dims={**({BATCH: {"min": min_batch, "max": max_batch, "default": opt_batch}}),
+              **{k: {"min": v[0], "max": v[2], "default": v[1]} for k, v in dims.items()}},
         model_config=onnx_meta.model_config, versions=versions(), created=now_iso(),
         extra={
             "onnx": str(onnx_path), "onnx_versions": onnx_meta.versions, "profile": profile_record,
-            "opt_batch": opt_batch, "workspace_gib": workspace_gib, "strongly_typed": True,
+            "opt_batch": opt_batch, "dim_profiles": {k: list(v) for k, v in dims.items()},
+            "workspace_gib": workspace_gib, "strongly_typed": True,
             "timing_cache": str(cache_path) if cache_path else None, "build_seconds": round(build_s, 3),
             "gpu": props.name, "compute_capability": f"{props.major}.{props.minor}",
             "tensorrt": trt.__version__,
@@ -193,7 +239,8 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, *
 
 
 class TensorRTRunner:
-    """Run a serialised engine with torch CUDA tensors (validated against ``<engine>.json``).
+    """Run a serialised engine with torch CUDA tensors, validated against ``<engine>.json`` (or, for a
+    plan built elsewhere without one, the I/O shapes and optimisation profile read from the engine).
 
     ``runner(*inputs)`` enqueues the engine on the current CUDA stream and returns torch CUDA
     tensors allocated for this call; it does not synchronise.
@@ -204,10 +251,6 @@ class TensorRTRunner:
         if not self.path.exists():
             raise EngineLoadError(f"TensorRT engine {self.path} does not exist")
         meta = read_sidecar(self.path)
-        if meta is None:
-            raise EngineLoadError(f"TensorRT engine {self.path} has no metadata file {self.path.name}.json next to it "
-                                  "(build engines with fastpose.engine.tensorrt.build_engine)")
-        self.metadata = meta
         trt = import_tensorrt()
         _require_cuda("TensorRTRunner")
         self._trt = trt
@@ -215,7 +258,7 @@ class TensorRTRunner:
         self._runtime = trt.Runtime(self._logger)
         self.engine = self._runtime.deserialize_cuda_engine(self.path.read_bytes())
         if self.engine is None:
-            built = meta.extra.get("tensorrt", "?"), meta.extra.get("gpu", "?")
+            built = (meta.extra.get("tensorrt", "?"), meta.extra.get("gpu", "?")) if meta else ("?", "?")
             raise EngineLoadError(
                 f"TensorRT engine {self.path} cannot be deserialised (corrupt file, or built with TensorRT "
                 f"{built[0]} on {built[1]}; this is TensorRT {trt.__version__} on "
@@ -225,9 +268,42 @@ class TensorRTRunner:
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         ins = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         outs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
+        if meta is None:  # a plan built elsewhere: shapes, dtypes and profile ranges from the engine itself
+            meta = self._metadata_from_engine(trt, ins, outs)
+        self.metadata = meta
         if sorted(ins) != sorted(s.name for s in meta.inputs) or sorted(outs) != sorted(s.name for s in meta.outputs):
             raise EngineLoadError(f"TensorRT engine {self.path}: I/O tensors {ins} -> {outs} do not match its metadata")
         self._out_dtypes = {n: _torch_dtype(trt, self.engine.get_tensor_dtype(n)) for n in outs}
+
+    def _metadata_from_engine(self, trt, ins: list[str], outs: list[str]) -> EngineMetadata:
+        """Metadata read from a plan that has no ``<plan>.json``: I/O shapes (-1 = dynamic; dim 0 is
+        the batch, others ``<tensor>_dim<k>``), dtypes, and each dynamic dimension's range and
+        default from optimisation profile 0 (min, max; default = opt)."""
+        dims: dict[str, dict[str, int]] = {}
+
+        def spec(name: str, is_input: bool) -> TensorSpec:
+            shape = list(self.engine.get_tensor_shape(name))
+            prof = self.engine.get_tensor_profile_shape(name, 0) if is_input and -1 in shape else None
+            named: list[int | str] = []
+            for k, d in enumerate(shape):
+                if d != -1:
+                    named.append(int(d))
+                    continue
+                dim_name = BATCH if k == 0 else f"{name}_dim{k}"
+                named.append(dim_name)
+                if prof is not None:
+                    dims.setdefault(dim_name, {"min": int(prof[0][k]), "default": int(prof[1][k]),
+                                               "max": int(prof[2][k])})
+            dtype = dtype_name(_torch_dtype(trt, self.engine.get_tensor_dtype(name)))
+            return TensorSpec(name, tuple(named), dtype)
+
+        in_specs = [spec(n, True) for n in ins]
+        out_specs = [spec(n, False) for n in outs]
+        batch = dims.get(BATCH, {"min": 1, "max": 1})
+        precision = {"float16": "fp16", "bfloat16": "bf16"}.get(in_specs[0].dtype if in_specs else "", "fp32")
+        return EngineMetadata("tensorrt", "unknown", precision, "cuda", in_specs, out_specs,
+                              batch_range=(batch["min"], batch["max"]), dims=dims,
+                              extra={"metadata_source": "engine"})
 
     @property
     def output_names(self) -> list[str]:
@@ -235,7 +311,8 @@ class TensorRTRunner:
 
     def __call__(self, *inputs: Tensor) -> tuple[Tensor, ...]:
         meta = self.metadata
-        check_inputs(f"TensorRT engine {self.path.name}", meta.inputs, inputs, tuple(meta.batch_range), device="cuda")
+        resolve_dims(f"TensorRT engine {self.path.name}", meta.inputs, inputs, tuple(meta.batch_range),
+                     device="cuda", dim_ranges=meta.dim_ranges())
         keep = []
         for spec, t in zip(meta.inputs, inputs, strict=True):
             t = t.contiguous()

@@ -29,8 +29,11 @@ def _cases(g: torch.Generator) -> dict:
         return torch.rand(*s, generator=g)
 
     pts = torch.cat([rn(B, 4, J, 2) * 0.6, ru(B, 4, J, 1) + 2.0], dim=-1)  # (B, T, J, 3), z in [2, 3]
-    # fx, fy, cx, cy, k1, k2, k3, p_a, p_b: focal ~1, centre ~0, small distortion
-    cam = torch.cat([ru(B, 2) * 0.5 + 1.0, rn(B, 2) * 0.1, rn(B, 3) * 0.2, rn(B, 2) * 0.05], dim=-1)
+    # fx, fy, cx, cy, k1, k2, k3, p_a, p_b: focal ~1, centre ~0, small distortion; one camera per
+    # sequence, (B, 1, 9), broadcast over the T frames by torch's rule (right-aligned leading dims)
+    cam = torch.cat([ru(B, 2) * 0.5 + 1.0, rn(B, 2) * 0.1, rn(B, 3) * 0.2, rn(B, 2) * 0.05], dim=-1)[:, None]
+    # one camera per frame, (B, T, 9)
+    cam_t = torch.cat([ru(B, 4, 2) * 0.5 + 1.0, rn(B, 4, 2) * 0.1, rn(B, 4, 3) * 0.2, rn(B, 4, 2) * 0.05], dim=-1)
     return {
         # (id, op, tensors, sigma, reduction)
         "soft_argmax_2d": ("soft_argmax_2d", (rn(B, J, 6, 7) * 3,), 2.0, "mean"),
@@ -41,6 +44,7 @@ def _cases(g: torch.Generator) -> dict:
         "soft_argmax_heatmap_mse_3d": ("soft_argmax_heatmap_mse_3d",
                                        (rn(B, J, 4, 6, 7) * 2, ru(B, J, 3) * 4, ru(B, J)), 1.2, "mean"),
         "project_to_2d": ("project_to_2d", (pts, cam), 2.0, "mean"),
+        "project_to_2d-per-frame": ("project_to_2d", (pts, cam_t), 2.0, "mean"),
         "reprojection_loss": ("reprojection_loss", (pts, cam, rn(B, 4, J, 2) * 0.5, ru(B, 4, J)), 2.0, "mean"),
     }
 

@@ -33,13 +33,31 @@ def test_missing_tensorrt_is_a_clear_error(tmp_path):
         build_engine(tmp_path / "m.onnx", tmp_path / "m.plan")
 
 
-def test_runner_without_metadata_is_a_clear_error(tmp_path):
+def test_runner_missing_or_unreadable_plan_is_a_clear_error(tmp_path):
+    # A plan without <plan>.json is now read through TensorRT itself (shapes and profile from the
+    # engine), so without TensorRT the error is the install hint; with it, a garbage plan cannot
+    # be deserialised.
     plan = tmp_path / "m.plan"
     plan.write_bytes(b"\x00" * 64)
-    with pytest.raises(EngineLoadError, match="has no metadata file m.plan.json"):
-        TensorRTRunner(plan)
+    if HAS_TRT:
+        if torch.cuda.is_available():
+            with pytest.raises(EngineLoadError, match="cannot be deserialised"):
+                TensorRTRunner(plan)
+    else:
+        with pytest.raises(RuntimeError, match="TensorRT is not installed"):
+            TensorRTRunner(plan)
     with pytest.raises(EngineLoadError, match="does not exist"):
         TensorRTRunner(tmp_path / "nope.plan")
+
+
+def test_profile_shapes_with_frames():
+    spec = TensorSpec("keypoints_2d", ("batch", "frames", 17, 2), "float32")
+    lo, opt, hi = profile_shapes(spec, 1, 4, 8, {"frames": (1, 300, 4096)})
+    assert (lo, opt, hi) == ((1, 1, 17, 2), (4, 300, 17, 2), (8, 4096, 17, 2))
+    with pytest.raises(ValueError, match="dynamic dimension 'frames' but no"):
+        profile_shapes(spec, 1, 4, 8)
+    with pytest.raises(ValueError, match="1 <= min <= opt <= max for 'frames'"):
+        profile_shapes(spec, 1, 4, 8, {"frames": (10, 5, 20)})
 
 
 # ----------------------------------------------------------------------------- GPU + TensorRT
@@ -95,3 +113,26 @@ def test_tensorrt_errors(spgnet_engines, tmp_path):
     (tmp_path / "bad.plan.json").write_text((plan.parent / (plan.name + ".json")).read_text())
     with pytest.raises(EngineLoadError, match="cannot be deserialised"):
         TensorRTRunner(bad)
+
+
+@pytest.mark.gpu
+@needs_trt
+def test_tensorrt_video_engine_parity(tmp_path):
+    """Full-video SPGNet (dynamic frames) through TensorRT, against the eager whole-sequence API."""
+    from fastpose.engine import build_model, model_deployable
+    from fastpose.engine.onnx import export_onnx
+
+    torch.manual_seed(0)
+    model = build_model("spgnet", config=TINY["spgnet"])
+    dep = model_deployable(model, video=True)
+    onnx_path = tmp_path / "v.onnx"
+    export_onnx(dep, onnx_path, inputs=dep.example_inputs(2, frames=12), max_batch=8, device="cuda")
+    plan = tmp_path / "v.plan"
+    meta = build_engine(onnx_path, plan, max_batch=4, workspace_gib=1.0)
+    assert meta.extra["dim_profiles"]["frames"] == [1, 300, 4096]
+    runner = TensorRTRunner(plan)
+    (x,) = dep.example_inputs(2, frames=50, seed=1)
+    pose = runner(x.cuda())[0]
+    torch.cuda.synchronize()
+    want = torch.stack([model.predict(x[b]).pose for b in range(2)])
+    assert (pose.cpu() - want).abs().max().item() <= 1e-4 + 1e-4 * want.abs().max().item()
