@@ -311,10 +311,10 @@ class ActionAccumulator:
         if self.joints is not None:
             p, t = p[:, self.joints], t[:, self.joints]
         if self._num_joints is None:
-            self._num_joints = p.shape[1]
-            if self.joint_names is not None and len(self.joint_names) != self._num_joints:
-                raise ValueError(f"ActionAccumulator: argument 'joint_names' must name the {self._num_joints} "
+            if self.joint_names is not None and len(self.joint_names) != p.shape[1]:
+                raise ValueError(f"ActionAccumulator: argument 'joint_names' must name the {p.shape[1]} "
                                  f"evaluated joints, received {len(self.joint_names)} names")
+            self._num_joints = p.shape[1]
         elif p.shape[1] != self._num_joints:
             raise ValueError(f"ActionAccumulator.add: every video must have the same evaluated joints; "
                              f"expected {self._num_joints}, received {p.shape[1]}")
