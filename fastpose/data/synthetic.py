@@ -132,7 +132,7 @@ _NEUTRAL: dict[str, tuple[float, float]] = {
     "spine_flex": (-5, 10), "spine_lat": (-5, 5), "spine_twist": (-10, 10),
     "thorax_flex": (-5, 10), "thorax_lat": (-4, 4), "thorax_twist": (-8, 8),
     "neck_flex": (-10, 25), "neck_lat": (-10, 10),
-    "leg_flex": (-5, 10), "hip_abd": (-3, 10), "hip_twist": (-10, 10), "knee": (0, 15),
+    "leg_flex": (-5, 18), "hip_abd": (-3, 10), "hip_twist": (-10, 10), "knee": (2, 30),
     "sh_flex": (-10, 30), "sh_abd": (5, 25), "sh_twist": (-20, 40), "elbow": (5, 60),
 }  # fmt: skip
 
@@ -147,6 +147,18 @@ _REACH_DOWN = {"spine_flex": (25, 55), "thorax_flex": (5, 25), "pitch": (10, 35)
                "a_elbow": (0, 40), "knee": (5, 35), "leg_flex": (0, 20)}  # fmt: skip
 _CAMERA_POSE = {"sh_flex": (60, 95), "sh_abd": (10, 40), "elbow": (100, 135), "sh_twist": (30, 70),
                 "neck_flex": (0, 20)}  # fmt: skip
+# Poses found in real motion capture (CMU) that the Human3.6M actions rarely show; "_hold" sets
+# the seconds to the next keyframe (a kick is quick).
+_ARMS_OVERHEAD = {"sh_flex": (125, 170), "sh_abd": (10, 70), "elbow": (0, 45), "sh_twist": (0, 60),
+                  "neck_flex": (-30, 5)}  # fmt: skip
+_CROUCH = {"leg_flex": (95, 125), "knee": (110, 148), "pitch": (15, 40), "spine_flex": (10, 45),
+           "hip_abd": (5, 30), "sh_flex": (20, 80), "elbow": (20, 100)}  # fmt: skip
+_BEND_OVER = {"spine_flex": (45, 60), "thorax_flex": (10, 30), "pitch": (28, 45), "knee": (0, 25),
+              "leg_flex": (-5, 15), "sh_flex": (40, 110), "elbow": (0, 40), "neck_flex": (-35, 10)}  # fmt: skip
+_KICK = {"a_leg_flex": (50, 110), "a_knee": (0, 60), "o_knee": (5, 30), "pitch": (-10, 5), "spine_flex": (-15, 5),
+         "sh_abd": (20, 70), "elbow": (30, 100), "_hold": (0.3, 0.6)}  # fmt: skip
+_STEP_LUNGE = {"a_leg_flex": (40, 80), "a_knee": (40, 90), "o_leg_flex": (-25, 0), "o_knee": (5, 40),
+               "pitch": (5, 25), "sh_flex": (-20, 60), "elbow": (20, 100)}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -156,28 +168,33 @@ class _Action:
     stop_prob: float = 0.0  # probability that a speed keyframe is a stop
     turn: float = 0.0  # max yaw change per keyframe when standing, degrees
     wave: bool = False  # 2 Hz forearm oscillation on the active arm (greeting)
-    hold: tuple[float, float] = (0.6, 1.8)  # seconds between keyframes
+    hold: tuple[float, float] = (0.5, 1.5)  # seconds between keyframes
+    run_prob: float = 0.0  # probability that a speed keyframe is a run
+    run_speed: tuple[float, float] = (2.0, 3.4)  # running speed keyframes, m/s
 
 
 _ACTIONS: dict[str, _Action] = {
-    "Directions": _Action(((0.5, _POINT), (0.3, _GESTURE), (0.2, {})), speed=(0.3, 0.8), stop_prob=0.6,
-                          turn=90),
-    "Discussion": _Action(((0.7, _GESTURE), (0.3, {"spine_lat": (-15, 15), "hip_abd": (0, 20)})), turn=45),
+    "Directions": _Action(((0.4, _POINT), (0.25, _GESTURE), (0.15, _ARMS_OVERHEAD), (0.1, _BEND_OVER), (0.1, {})),
+                          speed=(0.3, 0.8), stop_prob=0.6, turn=90),
+    "Discussion": _Action(((0.6, _GESTURE), (0.25, {"spine_lat": (-15, 15), "hip_abd": (0, 20)}),
+                           (0.15, _STEP_LUNGE)), turn=45),
     "Eating": _Action(((0.5, {**_SEATED, **_HAND_TO_MOUTH}), (0.5, {**_SEATED, "sh_flex": (15, 45),
                        "elbow": (70, 110), "spine_flex": (5, 25)})), turn=10),
-    "Greeting": _Action(((0.6, {"a_sh_abd": (80, 150), "a_sh_flex": (10, 60), "a_elbow": (60, 120),
-                                "a_sh_twist": (40, 80)}), (0.4, _GESTURE)),
+    "Greeting": _Action(((0.5, {"a_sh_abd": (80, 150), "a_sh_flex": (10, 60), "a_elbow": (60, 120),
+                                "a_sh_twist": (40, 80)}), (0.3, _GESTURE), (0.2, _ARMS_OVERHEAD)),
                         speed=(0.4, 1.0), stop_prob=0.6, turn=60, wave=True),
     "Phoning": _Action(((0.7, _HAND_TO_EAR), (0.3, {**_HAND_TO_EAR, "o_sh_flex": (0, 40), "o_elbow": (40, 100)})),
                        speed=(0.3, 0.8), stop_prob=0.5, turn=60),
     "Photo": _Action(((0.6, _CAMERA_POSE), (0.25, {**_CAMERA_POSE, "knee": (30, 80), "leg_flex": (20, 60),
-                      "pitch": (10, 30)}), (0.15, _GESTURE)), turn=70),
+                      "pitch": (10, 30)}), (0.15, _GESTURE), (0.2, {**_CROUCH, **_CAMERA_POSE})), turn=70),
     "Posing": _Action(((0.4, {"sh_abd": (30, 150), "sh_flex": (-20, 120), "elbow": (0, 120),
                                "spine_lat": (-20, 20)}),
                        (0.3, {"a_hip_abd": (15, 40), "a_leg_flex": (10, 60), "a_knee": (10, 70),
                               "sh_abd": (20, 90)}),
-                       (0.3, {"spine_flex": (-15, 30), "neck_flex": (-30, 40), "a_sh_flex": (90, 165)})), turn=45),
-    "Purchases": _Action(((0.6, _REACH_DOWN), (0.4, _POINT)), speed=(0.3, 0.9), stop_prob=0.5, turn=60),
+                       (0.3, {"spine_flex": (-15, 30), "neck_flex": (-30, 40), "a_sh_flex": (90, 165)}),
+                       (0.2, _ARMS_OVERHEAD), (0.2, _KICK), (0.15, _CROUCH), (0.15, _STEP_LUNGE)), turn=45),
+    "Purchases": _Action(((0.4, _REACH_DOWN), (0.25, _BEND_OVER), (0.15, _CROUCH), (0.2, _POINT)),
+                         speed=(0.3, 0.9), stop_prob=0.5, turn=60),
     "Sitting": _Action(((0.5, {**_SEATED, **_GESTURE, "spine_flex": (-10, 30)}),
                         (0.3, {**_SEATED, "spine_flex": (20, 45), "sh_flex": (10, 50), "elbow": (60, 120)}),
                         (0.2, {**_SEATED, "a_leg_flex": (60, 90), "a_knee": (30, 70), "neck_flex": (-20, 30)})),
@@ -191,12 +208,14 @@ _ACTIONS: dict[str, _Action] = {
     "Waiting": _Action(((0.4, {}), (0.3, {"spine_flex": (30, 60), "thorax_flex": (10, 30), "pitch": (15, 45),
                                           "sh_flex": (20, 90), "elbow": (0, 30), "knee": (0, 25)}),
                         (0.3, {"a_hip_abd": (5, 25), "a_knee": (10, 40), "spine_lat": (-15, 15),
-                               "sh_abd": (0, 15), "elbow": (70, 120)})), turn=120),
+                               "sh_abd": (0, 15), "elbow": (70, 120)}),
+                        (0.15, _ARMS_OVERHEAD), (0.15, _CROUCH)), turn=120),
     "WalkDog": _Action(((1.0, {"pitch": (5, 15), "a_sh_flex": (25, 55), "a_elbow": (10, 40),
-                               "neck_flex": (10, 35)}),), speed=(0.6, 1.0)),
-    "Walking": _Action(((1.0, {"sh_abd": (5, 15), "elbow": (10, 30), "neck_flex": (-5, 15)}),), speed=(1.0, 1.5)),
+                               "neck_flex": (10, 35)}),), speed=(0.6, 1.0), run_prob=0.15, run_speed=(1.8, 2.8)),
+    "Walking": _Action(((1.0, {"sh_abd": (5, 15), "elbow": (10, 30), "neck_flex": (-5, 15)}),), speed=(1.0, 1.5),
+                       run_prob=0.3),
     "WalkTogether": _Action(((1.0, {"neck_lat": (-25, 25), "spine_twist": (-20, 20), "elbow": (10, 40)}),),
-                            speed=(0.8, 1.1)),
+                            speed=(0.8, 1.1), run_prob=0.15, run_speed=(1.8, 3.0)),
 }  # fmt: skip
 
 
@@ -294,14 +313,26 @@ def write_synthetic(data: SyntheticData, directory: str | Path, keypoints: str =
     return p3, p2
 
 
-def subject_bone_lengths(subject: str, seed: int = 0) -> dict[str, float]:
-    """Bone lengths (metres) of a synthetic subject: template x global scale (0.9-1.08) x per-bone (+-5 %).
+# Leg-length scale of each subject against the template (Human3.6M S1): the training subjects
+# span small to tall adults (0.85x-1.15x), the held-out ones sit inside that range.
+_SUBJECT_SCALE = {"S1": 1.0, "S5": 0.85, "S6": 1.15, "S7": 0.92, "S8": 1.08, "S9": 0.95, "S11": 1.05}
 
-    Left and right share lengths. Deterministic from (seed, subject).
+
+def subject_bone_lengths(subject: str, seed: int = 0) -> dict[str, float]:
+    """Bone lengths (metres) of a synthetic subject.
+
+    template (:data:`_BONE_MM`, Human3.6M S1) x the subject's size (legs 0.85x-1.15x, fixed per
+    subject: :data:`_SUBJECT_SCALE`) x per-bone variation: +-4 % for the limbs, trunk and head,
+    0.70-1.05 for the hip width (the CMU skeletons' hips are 0.5-0.75x as wide as Human3.6M's)
+    and 0.90-1.10 for the shoulder width. Left and right share lengths. Deterministic from
+    (seed, subject).
     """
+    if subject not in _SUBJECT_SCALE:
+        raise ValueError(f"subject_bone_lengths: subject {subject!r} unknown; expected one of {tuple(_SUBJECT_SCALE)}")
     rng = np.random.default_rng(np.random.SeedSequence([seed, 1000 + int(subject[1:])]))
-    scale = rng.uniform(0.90, 1.08)
-    return {k: v / 1000.0 * scale * rng.uniform(0.95, 1.05) for k, v in _BONE_MM.items()}
+    scale = _SUBJECT_SCALE[subject]
+    spread = {"hip": (0.70, 1.05), "clavicle": (0.90, 1.10)}
+    return {k: v / 1000.0 * scale * rng.uniform(*spread.get(k, (0.96, 1.04))) for k, v in _BONE_MM.items()}
 
 
 # ============================================================================================
@@ -341,11 +372,16 @@ def _animate(action: _Action, offsets: np.ndarray, n: int, rng: np.random.Genera
 
 
 def _keyframe_angles(action: _Action, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """Per-angle tracks (degrees) from keyframes drawn from the action's pose components."""
-    keys = _key_times(n, rng, action.hold)  # frame indices of the keyframes
+    """Per-angle tracks (degrees) from keyframes drawn from the action's pose components.
+
+    Each keyframe picks a component (by weight) and an active side; the next keyframe follows
+    after the component's ``"_hold"`` seconds (default: the action's ``hold``).
+    """
     weights = np.array([w for w, _ in action.components], dtype=np.float64)
-    values = {name: np.empty(len(keys)) for name in ANGLE_NAMES}
-    for k in range(len(keys)):
+    keys: list[float] = []
+    rows: list[dict[str, float]] = []
+    t = 0.0
+    while not keys or keys[-1] < n - 1:
         _, comp = action.components[rng.choice(len(weights), p=weights / weights.sum())]
         active = "l" if rng.random() < 0.5 else "r"
         ranges: dict[str, tuple[float, float]] = {}
@@ -355,9 +391,11 @@ def _keyframe_angles(action: _Action, n: int, rng: np.random.Generator) -> dict[
             for side in ("l", "r"):
                 role = "a" if side == active else "o"
                 ranges[f"{side}_{base}"] = comp.get(f"{role}_{base}", comp.get(base, _NEUTRAL[base]))
-        for name, (lo, hi) in ranges.items():
-            values[name][k] = rng.uniform(lo, hi)
-    return {name: _interpolate(keys, values[name], n) for name in ANGLE_NAMES}
+        rows.append({name: rng.uniform(lo, hi) for name, (lo, hi) in ranges.items()})
+        keys.append(t)
+        t += rng.uniform(*comp.get("_hold", action.hold)) * FPS
+    k = np.asarray(keys)
+    return {name: _interpolate(k, np.array([r[name] for r in rows]), n) for name in ANGLE_NAMES}
 
 
 def _key_times(n: int, rng: np.random.Generator, hold: tuple[float, float]) -> np.ndarray:
@@ -400,9 +438,16 @@ def _speed_track(action: _Action, n: int, rng: np.random.Generator) -> np.ndarra
     lo, hi = action.speed
     if hi <= 0:
         return np.zeros(n)
-    return _keyframe_track(
-        n, rng, lambda r: 0.0 if r.random() < action.stop_prob else r.uniform(lo, hi), (1.0, 2.5)
-    )
+
+    def draw(r: np.random.Generator) -> float:
+        u = r.random()
+        if u < action.stop_prob:
+            return 0.0
+        if u < action.stop_prob + action.run_prob:
+            return r.uniform(*action.run_speed)
+        return r.uniform(lo, hi)
+
+    return _keyframe_track(n, rng, draw, (1.0, 2.5))
 
 
 def _root_path(speed: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -411,7 +456,7 @@ def _root_path(speed: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray,
     pos = rng.uniform(-1.0, 1.0, size=2)
     heading = rng.uniform(-np.pi, np.pi)
     target = rng.uniform(-1.5, 1.5, size=2)
-    turn_rate = np.deg2rad(120.0)  # rad/s at walking speed
+    turn_rate = np.deg2rad(120.0)  # rad/s at walking speed, more when running (turning radius <= 0.6 m)
     dt = 1.0 / FPS
     xy = np.empty((n, 2))
     hd = np.empty(n)
@@ -421,7 +466,8 @@ def _root_path(speed: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray,
             target = rng.uniform(-1.5, 1.5, size=2)
             d = target - pos
         err = (math.atan2(d[1], d[0]) - heading + np.pi) % (2 * np.pi) - np.pi
-        step = turn_rate * dt * min(1.0, speed[i] / 0.5)  # no turning on the spot from walking
+        # no turning on the spot from walking; runners turn faster so that they stay in the room
+        step = turn_rate * dt * min(1.0, speed[i] / 0.5) * max(1.0, speed[i] / 1.2)
         heading += float(np.clip(err, -step, step))
         pos = pos + speed[i] * dt * np.array([math.cos(heading), math.sin(heading)])
         xy[i], hd[i] = pos, heading
@@ -429,18 +475,27 @@ def _root_path(speed: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray,
 
 
 def _add_gait(ang: dict[str, np.ndarray], speed: np.ndarray, rng: np.random.Generator) -> None:
-    """Add the walking cycle (degrees) to the angle tracks; amplitude follows the speed."""
-    stride = rng.uniform(1.25, 1.5)  # m per gait cycle
+    """Add the walking / running cycle (degrees) to the angle tracks; amplitude follows the speed.
+
+    Walking: hip swing +-22 deg, knee 5-60 deg, arms swinging against the legs. Running blends
+    in (``run`` = 0 at 1.6 m/s to 1 at 2.6 m/s): longer strides (cadence about 1.4 cycles/s at
+    3 m/s), more hip flexion and forward lean, knee flexion up to ~130 deg in the swing, elbows
+    bent ~80 deg and a larger arm swing.
+    """
+    run = np.clip((speed - 1.6) / 1.0, 0.0, 1.0)  # (n,)
+    stride = rng.uniform(1.25, 1.5) * (1.0 + 0.6 * run)  # m per gait cycle
     phase = rng.uniform(0, 2 * np.pi) + np.cumsum(2 * np.pi * speed / stride / FPS)  # (n,)
     amp = np.clip(speed / 1.2, 0.0, 1.2)
     for side, off in (("l", 0.0), ("r", np.pi)):
         p = phase + off
-        ang[f"{side}_leg_flex"] += amp * (22.0 * np.sin(p) + 4.0)
-        ang[f"{side}_knee"] += amp * (5.0 + 55.0 * np.maximum(0.0, np.cos(p + np.pi / 6)) ** 2)
-        ang[f"{side}_sh_flex"] += amp * (-16.0 * np.sin(p))  # arms swing against the same-side leg
-        ang[f"{side}_elbow"] += amp * (8.0 - 8.0 * np.sin(p))
+        ang[f"{side}_leg_flex"] += amp * (22.0 * np.sin(p) + 4.0) + run * (12.0 * np.sin(p) + 12.0)
+        ang[f"{side}_knee"] += (amp * (5.0 + 55.0 * np.maximum(0.0, np.cos(p + np.pi / 6)) ** 2)
+                                + run * (15.0 + 45.0 * np.maximum(0.0, np.cos(p + np.pi / 4)) ** 2))
+        ang[f"{side}_sh_flex"] += -(amp * 16.0 + run * 20.0) * np.sin(p)  # arms swing against the same-side leg
+        ang[f"{side}_elbow"] += amp * (8.0 - 8.0 * np.sin(p)) + run * 60.0
     ang["spine_twist"] += amp * 6.0 * np.sin(phase)
-    ang["pitch"] += amp * 3.0
+    ang["pitch"] += amp * 3.0 + run * 8.0
+    ang["spine_flex"] += run * 5.0
 
 
 # ============================================================================================

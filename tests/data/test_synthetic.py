@@ -143,3 +143,42 @@ def test_motion_statistics_resemble_real_mocap():
 
     ratio = rel_speed(syn) / rel_speed(real_seqs)
     assert np.all((ratio > 0.25) & (ratio < 4.0)), ratio  # same order of magnitude for every joint
+
+
+def test_body_sizes_cover_small_to_tall_adults():
+    template_leg = 0.4429 + 0.4542  # Human3.6M S1 thigh + shin, metres
+    legs = {s: (lambda b: b["thigh"] + b["shin"])(subject_bone_lengths(s)) for s in
+            ("S1", "S5", "S6", "S7", "S8", "S9", "S11")}
+    ratio = np.array(list(legs.values())) / template_leg
+    assert ratio.min() < 0.88 and ratio.max() > 1.12, legs  # 0.85x .. 1.15x of S1
+    assert np.all((ratio > 0.85 * 0.96 - 1e-9) & (ratio < 1.15 * 1.04 + 1e-9))
+    with pytest.raises(ValueError, match="subject 'S3' unknown"):
+        subject_bone_lengths("S3")
+
+
+def test_generator_makes_running_crouching_bending_kicking_and_arms_overhead():
+    cfg = SyntheticConfig(seed=0, subjects=("S1", "S6", "S9"), subactions=2, frames=300,
+                          actions=("Walking", "Posing", "Purchases", "Waiting", "Photo"))
+    poses = _poses17(generate_synthetic(cfg))
+
+    def angle(u, v):
+        cos = (u * v).sum(-1) / np.linalg.norm(u, axis=-1) / np.linalg.norm(v, axis=-1)
+        return np.degrees(np.arccos(np.clip(cos, -1, 1)))
+
+    allp = np.concatenate(list(poses.values())).astype(np.float64)
+    down = allp[:, 0] - allp[:, 8]  # trunk axis, pointing down
+    knee = 180 - angle(allp[:, 1] - allp[:, 2], allp[:, 3] - allp[:, 2])  # right knee flexion
+    leg = np.linalg.norm(allp[:, 1] - allp[:, 2], axis=-1) + np.linalg.norm(allp[:, 2] - allp[:, 3], axis=-1)
+    pelvis_h = (allp[:, 0, 2] - np.minimum(allp[:, 3, 2], allp[:, 6, 2])) / leg
+    assert ((knee > 110) & (pelvis_h < 0.6)).any()  # crouching: knees deeply bent, pelvis low
+    elevation = np.maximum(angle(down, allp[:, 12] - allp[:, 11]), angle(down, allp[:, 15] - allp[:, 14]))
+    assert (elevation > 140).mean() > 0.005  # arms overhead
+    pitch = angle(allp[:, 8] - allp[:, 0], np.array([0.0, 0.0, 1.0]))
+    assert (pitch > 60).any()  # bending over
+    hip = np.maximum(angle(down, allp[:, 2] - allp[:, 1]), angle(down, allp[:, 5] - allp[:, 4]))
+    standing_leg_straight = np.minimum(knee, 180 - angle(allp[:, 4] - allp[:, 5], allp[:, 6] - allp[:, 5])) < 30
+    assert ((hip > 80) & standing_leg_straight & (pelvis_h > 0.8)).any()  # a leg kicked up high
+    walk = [p for (s, a), p in poses.items() if a.startswith("Walking")]
+    top = max(np.percentile(np.linalg.norm(np.diff(p[:, 0, :2], axis=0), axis=-1) * 50, 95) for p in walk)
+    assert top > 2.0  # some walking sequences break into a run (m/s)
+    assert all(np.all(np.abs(p[:, 0, :2]) < 2.5) for p in walk)  # runners stay in the capture area
