@@ -1,4 +1,5 @@
-"""``fastpose visualize --checkpoint PATH``: input 2D / prediction / ground truth panels (PNG + GIF)."""
+"""``fastpose visualize --checkpoint PATH``: a PNG and a GIF of one sequence: the input 2D keypoints over the
+camera's image frame, and the 3D prediction overlaid on the ground truth (mm, per-frame MPJPE in the title)."""
 
 from __future__ import annotations
 
@@ -11,17 +12,17 @@ __all__ = ["add_parser"]
 def add_parser(sub) -> None:
     from fastpose.train.args import add_data_arguments  # torch-free: the parser builds without torch
 
-    p = sub.add_parser("visualize", help="draw input 2D, prediction and ground truth to PNG and GIF",
+    p = sub.add_parser("visualize", help="draw input 2D, and prediction over ground truth in 3D, to PNG and GIF",
                        description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--checkpoint", required=True, help="an SPGNet checkpoint")
     add_data_arguments(p, default_data="synthetic")
-    p.add_argument("--subject", default="S9")
+    p.add_argument("--subject", default="S9", help="subject of the sequence to draw")
     p.add_argument("--action", default="Walking", help="sequence name, e.g. 'Walking' or 'Walking 1'")
     p.add_argument("--camera", type=int, default=0, help="camera index 0-3")
     p.add_argument("--frames", default="0:100", help="START:STOP frame range of the GIF")
     p.add_argument("--frame", type=int, default=None, help="frame of the PNG (default: START)")
     p.add_argument("--step", type=int, default=2, help="draw every N-th frame in the GIF")
-    p.add_argument("--no-flip-test", action="store_true")
+    p.add_argument("--no-flip-test", action="store_true", help="no test-time flip augmentation")
     p.add_argument("--out", default="outputs/visualize", help="output directory")
     p.set_defaults(func=_run)
 
