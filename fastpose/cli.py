@@ -40,6 +40,11 @@ _USER_ERRORS = frozenset({
 })
 
 
+# Errors raised only for a user's input, by code that explains them fully: no "--debug" hint. (A
+# ValueError or OSError may also come from deeper code; their line ends with a pointer to --debug.)
+_EXPLAINED = frozenset({"CommandError", "CheckpointError", "DataError", "ArgumentTypeError"})
+
+
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     """Descriptions as written (examples keep their layout) and every flag's default shown once.
 
@@ -133,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         if debug or not _is_user_error(exc):
             raise
-        return _fail(_one_line(exc), name)
+        hint = "" if type(exc).__name__ in _EXPLAINED else " (--debug shows where)"
+        return _fail(_one_line(exc) + hint, name)
 
 
 def _fail(message: str, name: str) -> int:

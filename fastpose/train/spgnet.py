@@ -342,6 +342,7 @@ def evaluate_checkpoint_sets(args: argparse.Namespace, model: SPGNet | None = No
     if info.get("model", "spgnet") != "spgnet":
         raise CommandError(f"--checkpoint {args.checkpoint}: a {info.get('model')!r} checkpoint, not an SPGNet one")
     dc = _checkpoint_data_config({"extra": {"train_config": info.get("train_config")}})
+    trained_on = dc["data"]
     for key in ("data", "keypoints", "synthetic_frames", "synthetic_seed", "noise_px", "synthetic_drop"):
         if getattr(args, key, None) is not None:
             dc[key] = getattr(args, key)
@@ -356,6 +357,8 @@ def evaluate_checkpoint_sets(args: argparse.Namespace, model: SPGNet | None = No
     for source in sources:
         part = args.part or ("test" if source in BUILTIN_DATA else "all")
         sdc = {**dc, "data": source}
+        if args.actions is None and source not in str(trained_on).split("+"):
+            sdc["actions"] = None  # the training run's action filter names another data set's actions
         seqs = load_data(sdc, sdc["test_subjects"], part=part)
         meta = {"checkpoint": str(args.checkpoint), **_data_meta(sdc, part)}
         report, _ = evaluate_spgnet(model, seqs, flip_test=not args.no_flip_test, progress=True, meta=meta,
