@@ -23,7 +23,8 @@ __all__ = ["registered_backends"]
 _REQUIRED = {
     "cpu": ("row_scale_cpu", "soft_argmax_forward_cpu", "soft_argmax_backward_cpu", "heatmap_mse_forward_cpu",
             "soft_argmax_heatmap_mse_forward_cpu", "soft_argmax_heatmap_mse_backward_cpu",
-            "project_forward_cpu", "project_backward_cpu", "reprojection_forward_cpu"),
+            "project_forward_cpu", "project_backward_cpu", "reprojection_forward_cpu",
+            "buffer_roles"),  # with the camera index map (cam_div) and the buffer role tables
     "cuda": ("row_scale_cuda", "soft_argmax_workspace_cuda", "soft_argmax_forward_cuda",
              "soft_argmax_backward_cuda", "heatmap_mse_workspace_cuda", "heatmap_mse_forward_cuda",
              "soft_argmax_heatmap_mse_workspace_cuda", "soft_argmax_heatmap_mse_forward_cuda",
