@@ -7,7 +7,6 @@ CPU or ``(device_index, cuda_stream_handle)`` on CUDA. Every buffer, outputs and
 included, is allocated here with torch (so the ops are capturable in CUDA graphs and traceable by
 ``torch.compile`` through their fake kernels).
 
-
 The typed kernel boundary (:class:`KernelSpec`): each kernel entry point declares its buffers
 (name, role, shape, which backends pass it); :meth:`KernelSpec.launch` checks every buffer's dtype,
 shape, contiguity and device against the declaration, then makes the call. Roles:
@@ -19,8 +18,17 @@ shape, contiguity and device against the declaration, then makes the call. Roles
 The C++ side declares the same roles next to the kernels (``csrc/row_scale/buffer_roles.h``,
 exported as ``fastpose._C.buffer_roles()``) and types its pointers from them; a CPU test compares
 the two, and :func:`dry_run` lets a CPU test run the CUDA glue on the meta device (checks only).
-An op adopts the boundary by adding ``declare(...)`` for each of its entry points and calling
-``SPEC.launch(...)`` instead of ``kernel(...)(...)``.
+An op adopts the boundary by adding ``declare(...)`` for each of its entry points (and, for the
+CPU role test, a ``k<Name>Buffers`` table in its header exported by ``buffer_roles()`` in
+csrc/bindings.cpp) and calling ``SPEC.launch(...)`` instead of ``kernel(...)(...)``; the older
+helpers (``kernel``, ``ptr``, ...) keep working for ops that have not moved yet. Example::
+
+    SPEC = declare("my_op_forward",
+                   Buffer("x", "storage", ("rows", "n")), Buffer("out", "acc", ("rows",)),
+                   Buffer("workspace", "acc", ("WS",), backends=("cuda",)),
+                   args=("x", "rows", "n", "out", "workspace"))
+    bufs = {"x": x, "out": out} | ({"workspace": ws} if backend == "cuda" else {})
+    SPEC.launch(backend, x.dtype, x.device, {"rows": r, "n": n, "WS": ws.numel()}, bufs)
 """
 
 from __future__ import annotations
