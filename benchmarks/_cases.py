@@ -51,7 +51,8 @@ __all__ = [
 MODES = ("forward", "backward", "forward+backward")
 
 VOLUMETRIC_OPS = ("soft_argmax_3d", "heatmap_mse_3d", "soft_argmax_heatmap_mse_3d")
-IMAGE_OPS = ("soft_argmax_2d", "heatmap_mse_2d")
+# soft_argmax_heatmap_mse_2d: the 2D fused head of issue 12 (benchmarked once the op is registered)
+IMAGE_OPS = ("soft_argmax_2d", "heatmap_mse_2d", "soft_argmax_heatmap_mse_2d")
 PROJECTION_OPS = ("project_to_2d", "reprojection_loss")
 
 J_VOLUMETRIC = 18  # 17 Human3.6M joints + thorax (Tsai & Luo)
@@ -235,7 +236,7 @@ def make_inputs(case: Case, device: str | torch.device, seed: int = 0) -> tuple[
             x = torch.rand(shape, generator=gen) * 0.3
             return to(x, dt), (to(joints, sec), SIGMA, to(weights, sec), "mean")
         x = torch.randn(shape, generator=gen) * 2.0
-        if op == "soft_argmax_heatmap_mse_3d":
+        if op.startswith("soft_argmax_heatmap_mse"):
             return to(x, dt), (to(joints, sec), SIGMA, to(weights, sec))
         return to(x, dt), ()
     if op in PROJECTION_OPS:
@@ -268,8 +269,8 @@ def output_shapes(case: Case) -> list[tuple[int, ...]]:
     op = case.op
     if op in ("soft_argmax_3d", "soft_argmax_2d"):
         return [(d["B"], d["J"], 3 if "D" in d else 2)]
-    if op == "soft_argmax_heatmap_mse_3d":
-        return [(d["B"], d["J"], 3), ()]
+    if op in ("soft_argmax_heatmap_mse_3d", "soft_argmax_heatmap_mse_2d"):
+        return [(d["B"], d["J"], 3 if "D" in d else 2), ()]
     if op in ("heatmap_mse_3d", "heatmap_mse_2d", "reprojection_loss"):
         return [()]  # reduction "mean" / a scalar loss
     if op == "project_to_2d":

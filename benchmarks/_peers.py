@@ -57,7 +57,7 @@ __all__ = [
 
 PEER_PROVIDERS = ("peer", "peer-compiled", "peer+target", "peer+target-compiled", "peer-target")
 
-_TARGET_OPS = ("heatmap_mse_2d", "heatmap_mse_3d", "soft_argmax_heatmap_mse_3d")
+_TARGET_OPS = ("heatmap_mse_2d", "heatmap_mse_3d", "soft_argmax_heatmap_mse_3d", "soft_argmax_heatmap_mse_2d")
 _PEER_OPS = ("soft_argmax_2d", "soft_argmax_3d", "project_to_2d", "reprojection_loss", *_TARGET_OPS)
 
 
@@ -200,6 +200,16 @@ def _peer_head_with_target(logits, joints, sigma, weights=None):
     return soft_argmax_3d(logits), keypoint_mse(logits, target, weights).to(logits.dtype)
 
 
+def _peer_head_2d(logits, target, weights):
+    """2D head as MMPose writes it: integral regression + KeypointMSELoss on the same maps."""
+    return soft_argmax_2d(logits), keypoint_mse(logits, target, weights).to(logits.dtype)
+
+
+def _peer_head_2d_with_target(logits, joints, sigma, weights=None):
+    target = gaussian_target(joints, sigma, _spatial(logits, joints))
+    return soft_argmax_2d(logits), keypoint_mse(logits, target, weights).to(logits.dtype)
+
+
 def _target_only(x, joints, sigma, *rest):
     return gaussian_target(joints, sigma, _spatial(x, joints))
 
@@ -215,6 +225,8 @@ _EAGER: dict[tuple[str, str], Callable] = {
     ("heatmap_mse_2d", "peer+target"): _peer_mse_with_target,
     ("soft_argmax_heatmap_mse_3d", "peer"): _peer_head,
     ("soft_argmax_heatmap_mse_3d", "peer+target"): _peer_head_with_target,
+    ("soft_argmax_heatmap_mse_2d", "peer"): _peer_head_2d,
+    ("soft_argmax_heatmap_mse_2d", "peer+target"): _peer_head_2d_with_target,
 }
 
 

@@ -35,7 +35,7 @@ __all__ = ["Record", "load_results", "main", "render"]
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOT_ON_GPU = "not yet measured on a GPU"
 
-OP_ORDER = ("soft_argmax_heatmap_mse_3d", "soft_argmax_3d", "heatmap_mse_3d", "soft_argmax_2d",
+OP_ORDER = ("soft_argmax_heatmap_mse_3d", "soft_argmax_3d", "heatmap_mse_3d", "soft_argmax_heatmap_mse_2d", "soft_argmax_2d",
             "heatmap_mse_2d", "reprojection_loss", "project_to_2d")
 PROVIDER_ORDER = ("peer", "peer-compiled", "peer+target", "peer+target-compiled", "peer-target",
                   "reference", "reference-compiled", "cpu", "cuda", "triton")
@@ -266,7 +266,7 @@ def _sweep_points(cases: dict, kind: str) -> dict[int, dict[str, Record]]:
 
 
 _PROJECTION = ("project_to_2d", "reprojection_loss")
-_TARGET_OPS = ("soft_argmax_heatmap_mse_3d", "heatmap_mse_3d", "heatmap_mse_2d")
+_TARGET_OPS = ("soft_argmax_heatmap_mse_3d", "heatmap_mse_3d", "soft_argmax_heatmap_mse_2d", "heatmap_mse_2d")
 _CAMERA_TEXT = {"sequence": "one camera per sequence", "frame": "one camera per frame"}
 
 
@@ -321,10 +321,11 @@ def _summary_section(idx: dict, machines: dict[str, Machine]) -> tuple[list[str]
     has_gpu = any(m.device == "cuda" for m in machines.values())
     for op in OP_ORDER:
         cameras = ("sequence", "frame") if op in _PROJECTION else ("sequence",)
+        if not any(op in idx[m] for m in idx):
+            missing.append(f"`{op}`: no results on any machine")
         for mname in _order(idx.keys(), []):
             cases = idx[mname].get(op)
             if not cases:
-                missing.append(f"`{op}` on `{mname}`: no results at all")
                 continue
             for camera in cameras:
                 case = _paper_case(cases, camera=camera)

@@ -10,8 +10,10 @@ Providers, modes, shapes and figures: ``benchmarks/_cases.py``, ``benchmarks/_pr
 """
 
 from benchmarks._runner import BenchItem, run_item
+from fastpose.ops import _dispatch
 
-OPS = ("soft_argmax_heatmap_mse_3d",)
+# the 2D fused head joins when the op is registered (issue 12 adds it)
+OPS = tuple(op for op in ("soft_argmax_heatmap_mse_3d", "soft_argmax_heatmap_mse_2d") if op in _dispatch.OPS)
 
 
 def test_bench(benchmark, bench_item: BenchItem):
