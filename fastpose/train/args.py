@@ -194,7 +194,9 @@ def add_data_arguments(parser: argparse.ArgumentParser, *, default_data: str | N
     g.add_argument("--keypoints", default=None if from_checkpoint else "gt",
                    help="2D keypoints of a Human3.6M directory: data_2d_h36m_<keypoints>.npz" + ck)
     g.add_argument("--actions", default=None, type=_names,
-                   help="comma-separated action groups, e.g. Walking,Eating (default: all)")
+                   help="comma-separated action groups, e.g. Walking,Eating (Human3.6M names) or Walk,Run (motion "
+                        "categories)" + (" (default: as the checkpoint was trained, on its own data; else all)"
+                                         if from_checkpoint else " (default: all)"))
     g.add_argument("--synthetic-frames", type=positive_int, default=None if from_checkpoint else 300,
                    help="mean frames per synthetic sequence" + ck)
     g.add_argument("--synthetic-seed", type=int, default=None if from_checkpoint else 0,

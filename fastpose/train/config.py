@@ -40,10 +40,11 @@ TEST_SUBJECTS: tuple[str, ...] = ("S9", "S11")
 ABLATION_NAMES: tuple[str, ...] = ("A", "A+B", "A+C", "A+B+C")
 VOLUMETRIC_SIZES: tuple[str, ...] = ("paper", "tiny")
 
-#: fields that say where to write, when to stop and how to show progress: a resumed run may change them
+#: fields that do not change what is learned -- where to write, when to stop, how to show progress,
+#: which held-out data to evaluate afterwards: a resumed run may change them freely
 RUN_CONTROL_FIELDS: frozenset[str] = frozenset({
     "out_dir", "resume", "checkpoint_every", "max_steps", "time_limit", "progress", "device", "compile",
-    "override", "workers", "pretrained",
+    "override", "workers", "pretrained", "test_subjects", "test_samples", "test_frame_stride",
 })
 
 

@@ -135,3 +135,23 @@ def test_checkpoints_get_the_umasks_permissions(tmp_path):
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
     assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]  # no temporary file left behind
     assert common.load_checkpoint(path)["arch"] == {"model": "x"}
+
+
+def test_unknown_data_source_is_one_line(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "spgnet", *TINY, "--data", str(tmp_path / "nowhere"), "--out", str(out)]) == 2
+    _one_line(capsys.readouterr().err, "fastpose train spgnet: error: --data: expected 'synthetic', 'cmu'",
+              "no such file or directory")
+    assert not (out / "checkpoint.pt").exists()
+
+
+def test_paper_size_on_a_cpu_warns(tmp_path, capsys):
+    """The paper's 1024 channels on a CPU: a warning naming the demo preset before training starts."""
+    argv = ["train", "spgnet", *TINY, "--channels", "1024", "--max-steps", "1", "--no-eval", "--device", "cpu",
+            "--out", str(tmp_path / "run")]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "warning: training SPGNet with 1024 channels and batch 64 on the CPU takes hours" in err
+    assert "--preset demo" in err
+    assert main([*argv[:-1], str(tmp_path / "run2"), "--channels", "256"]) == 0
+    assert "warning" not in capsys.readouterr().err
