@@ -1,6 +1,6 @@
 """Triton soft-argmax (2D and 3D): one-pass online softmax, backward from the saved log-sum-exp.
 
-For the logits ``l`` of one (batch, joint) volume (``p_v = exp(l_v - lse)``)::
+For the logits ``l`` of one (batch, joint) volume (``p_v = exp((l_v - m) - log s)``)::
 
     coords_k = sum_v p_v v_k             k = x (last axis), y, z
     dL/dl_v  = p_v * sum_k g_k (v_k - coords_k),      g = dL/dcoords
@@ -8,10 +8,11 @@ For the logits ``l`` of one (batch, joint) volume (``p_v = exp(l_v - lse)``)::
 Forward: each program streams its rows once, keeping per-row online-softmax states (running max
 ``m`` and ``sum exp(l - m)``, also weighted by x, y, z), merged at the end (see
 :mod:`kernels._common`). A volume split across ``S`` programs writes ``S`` partial states that a
-second kernel merges in a fixed order. It saves ``stats = (cx, cy, cz, lse)`` in the accumulation
-dtype, so the backward rebuilds ``p`` with one read of ``l`` and writes the gradient once.
+second kernel merges in a fixed order. It saves ``stats = (m, log s, cx, cy, cz)`` in the
+accumulation dtype (the layout of every backend, docs/ops.md), so the backward rebuilds
+``p = exp((l - m) - log s)`` with one read of ``l`` and writes the gradient once.
 
-Shapes: logits (B, J, H, W) -> coords (B, J, 2); (B, J, D, H, W) -> (B, J, 3); stats (B, J, 4)
+Shapes: logits (B, J, H, W) -> coords (B, J, 2); (B, J, D, H, W) -> (B, J, 3); stats (B, J, 5)
 (``cz = 0`` in 2D). float16/bfloat16/float32 accumulate in float32, float64 in float64.
 """
 
@@ -107,7 +108,9 @@ def _soft_argmax_fwd_kernel(
 
 @triton.jit
 def _store_result(coords_ptr, stats_ptr, bj, M, S0, SX, SY, SZ, NDIM: tl.constexpr):
-    """coords = (SX, SY[, SZ]) / S0 in the output dtype; stats = (cx, cy, cz, M + log S0)."""
+    """coords = (SX, SY[, SZ]) / S0 in the output dtype; stats = (M, log S0, cx, cy, cz), the saved
+    state of every backend (m and log s apart: p = exp((l - m) - log s) keeps full precision for
+    logits of magnitude 1e4, where one float32 ulp of m + log s is already 1e-3)."""
     cx = SX / S0
     cy = SY / S0
     cz = SZ / S0
@@ -116,17 +119,18 @@ def _store_result(coords_ptr, stats_ptr, bj, M, S0, SX, SY, SZ, NDIM: tl.constex
     tl.store(coords_ptr + bj * NDIM + 1, cy.to(out_ty))
     if NDIM == 3:
         tl.store(coords_ptr + bj * NDIM + 2, cz.to(out_ty))
-    tl.store(stats_ptr + bj * 4 + 0, cx)
-    tl.store(stats_ptr + bj * 4 + 1, cy)
-    tl.store(stats_ptr + bj * 4 + 2, cz)
-    tl.store(stats_ptr + bj * 4 + 3, M + tl.log(S0))
+    tl.store(stats_ptr + bj * 5 + 0, M)
+    tl.store(stats_ptr + bj * 5 + 1, tl.log(S0))
+    tl.store(stats_ptr + bj * 5 + 2, cx)
+    tl.store(stats_ptr + bj * 5 + 3, cy)
+    tl.store(stats_ptr + bj * 5 + 4, cz)
 
 
 @triton.jit
 def _soft_argmax_combine_kernel(
     part_ptr,  # (BJ, S, 5) partial states from _soft_argmax_fwd_kernel
     coords_ptr,  # (BJ, NDIM)
-    stats_ptr,  # (BJ, 4)
+    stats_ptr,  # (BJ, 5)
     S,
     NDIM: tl.constexpr, BLOCK_S: tl.constexpr,
 ):
@@ -148,13 +152,13 @@ def _soft_argmax_combine_kernel(
 @triton.jit
 def _soft_argmax_bwd_kernel(
     logits_ptr,  # (BJ, R, W)
-    stats_ptr,  # (BJ, 4) cx, cy, cz, lse (accumulation dtype)
+    stats_ptr,  # (BJ, 5) m, log s, cx, cy, cz (accumulation dtype)
     grad_coords_ptr,  # (BJ, NDIM) dL/dcoords, any float dtype
     grad_ptr,  # (BJ, R, W) dL/dlogits, logits' dtype
     R, H, W, ROWS_PER_SPLIT,
     NDIM: tl.constexpr, BLOCK_W: tl.constexpr, TILE: tl.constexpr,
 ):
-    """dL/dl_v = p_v (gx x + gy y + gz z - g.c), p_v = exp(l_v - lse): one read, one write."""
+    """dL/dl_v = p_v (gx x + gy y + gz z - g.c), p_v = exp((l_v - m) - log s): one read, one write."""
     acc = stats_ptr.dtype.element_ty
     BLOCK_R: tl.constexpr = TILE // BLOCK_W
     bj = tl.program_id(0).to(tl.int64)
@@ -162,10 +166,11 @@ def _soft_argmax_bwd_kernel(
     row_lo = split * ROWS_PER_SPLIT
     row_hi = tl.minimum(row_lo + ROWS_PER_SPLIT, R)
 
-    cx = tl.load(stats_ptr + bj * 4 + 0)
-    cy = tl.load(stats_ptr + bj * 4 + 1)
-    cz = tl.load(stats_ptr + bj * 4 + 2)
-    lse = tl.load(stats_ptr + bj * 4 + 3)
+    m = tl.load(stats_ptr + bj * 5 + 0)
+    log_s = tl.load(stats_ptr + bj * 5 + 1)
+    cx = tl.load(stats_ptr + bj * 5 + 2)
+    cy = tl.load(stats_ptr + bj * 5 + 3)
+    cz = tl.load(stats_ptr + bj * 5 + 4)
     gx = tl.load(grad_coords_ptr + bj * NDIM + 0).to(acc)
     gy = tl.load(grad_coords_ptr + bj * NDIM + 1).to(acc)
     gc = gx * cx + gy * cy
@@ -185,7 +190,7 @@ def _soft_argmax_bwd_kernel(
             mask = row_ok[:, None] & (cols < W)[None, :]
             offs = _tile_offsets(bj, rows, cols, R, W)
             l = tl.load(logits_ptr + offs, mask=mask, other=0.0).to(acc)
-            p = tl.exp(l - lse)
+            p = tl.exp((l - m) - log_s)
             d = p * ((gx * cols.to(acc))[None, :] + row_term[:, None])
             tl.store(grad_ptr + offs, d.to(out_ty), mask=mask)
 
@@ -202,7 +207,7 @@ def _volume_dims(t: Tensor) -> tuple[int, int, int, int]:
 
 
 def soft_argmax_forward(logits: Tensor, rows_per_split: int | None = None) -> tuple[Tensor, Tensor]:
-    """logits (B, J, [D,] H, W) -> (coords (B, J, ndim) logits' dtype, stats (B, J, 4) acc dtype).
+    """logits (B, J, [D,] H, W) -> (coords (B, J, ndim) logits' dtype, stats (B, J, 5) acc dtype).
 
     ``rows_per_split`` forces the split of each volume across programs (default: automatic).
     """
@@ -211,7 +216,7 @@ def soft_argmax_forward(logits: Tensor, rows_per_split: int | None = None) -> tu
     acc = acc_dtype(x.dtype)
     b, j = x.shape[:2]
     coords = torch.empty((b, j, ndim), dtype=store_dtype(x.dtype), device=x.device)
-    stats = torch.empty((b, j, 4), dtype=acc, device=x.device)
+    stats = torch.empty((b, j, 5), dtype=acc, device=x.device)
     bj, rows, h, w = _volume_dims(x)
     if bj == 0:
         return coords.to(x.dtype), stats
@@ -259,7 +264,7 @@ def _fwd_impl(logits: Tensor) -> tuple[Tensor, Tensor]:
 def _fwd_fake(logits: Tensor) -> tuple[Tensor, Tensor]:
     b, j = logits.shape[:2]
     coords = logits.new_empty((b, j, logits.dim() - 2))
-    return coords, logits.new_empty((b, j, 4), dtype=acc_dtype(logits.dtype))
+    return coords, logits.new_empty((b, j, 5), dtype=acc_dtype(logits.dtype))
 
 
 def _bwd_impl(grad_coords: Tensor, logits: Tensor, stats: Tensor) -> Tensor:

@@ -9,7 +9,8 @@ For logits ``l`` (B, J, D, H, W), joints ``mu`` (B, J, 3), weights ``w`` (B, J):
 Forward: ONE read of ``l``; per row of a tile, the online-softmax states of
 :mod:`kernels.soft_argmax` and the sum of squared errors against the on-the-fly target
 (``t = gyz(row) * gx(col)``). Backward: ONE read of ``l`` and ONE write of the gradient, with
-``p = exp(l - lse)`` rebuilt from the saved ``stats = (cx, cy, cz, lse)``. Volumes split across
+``p = exp((l - m) - log s)`` rebuilt from the saved ``stats = (m, log s, cx, cy, cz)`` (the layout
+of every backend, docs/ops.md; the MSE part saves nothing, its gradient is recomputed). Volumes split across
 programs use the two-stage reduction (partials, then a fixed-order merge).
 """
 
@@ -67,7 +68,7 @@ def _fused_fwd_kernel(
     logits_ptr,  # (BJ, R, W) contiguous, R = D*H
     params_ptr,  # (BJ, 5) mu_x, mu_y, mu_z, w, 1/(2 sigma^2); accumulation dtype
     coords_ptr,  # (BJ, 3) logits' dtype          [written when SINGLE]
-    stats_ptr,  # (BJ, 4) cx, cy, cz, lse          [written when SINGLE]
+    stats_ptr,  # (BJ, 5) m, log s, cx, cy, cz     [written when SINGLE]
     sse_ptr,  # (BJ,) w * sum (l - t)^2            [written when SINGLE]
     part_ptr,  # (BJ, S, 6) m, s, sx, sy, sz, sse  [written when not SINGLE]
     R, H, W, ROWS_PER_SPLIT, S,
@@ -123,7 +124,7 @@ def _fused_fwd_kernel(
 def _fused_combine_kernel(
     part_ptr,  # (BJ, S, 6) from _fused_fwd_kernel
     coords_ptr,  # (BJ, 3)
-    stats_ptr,  # (BJ, 4)
+    stats_ptr,  # (BJ, 5)
     sse_ptr,  # (BJ,)
     S,
     BLOCK_S: tl.constexpr,
@@ -149,7 +150,7 @@ def _fused_combine_kernel(
 def _fused_bwd_kernel(
     logits_ptr,  # (BJ, R, W)
     params_ptr,  # (BJ, 5) accumulation dtype
-    stats_ptr,  # (BJ, 4) cx, cy, cz, lse
+    stats_ptr,  # (BJ, 5) m, log s, cx, cy, cz
     grad_coords_ptr,  # (BJ, 3) dL/dcoords
     grad_mse_ptr,  # (1,) dL/dmse * 2 / (B*J*N), accumulation dtype
     grad_ptr,  # (BJ, R, W) dL/dlogits, logits' dtype
@@ -164,10 +165,11 @@ def _fused_bwd_kernel(
     row_lo = split * ROWS_PER_SPLIT
     row_hi = tl.minimum(row_lo + ROWS_PER_SPLIT, R)
     mx, my, mz, w, coef = _load_gaussian_params(params_ptr, bj)
-    cx = tl.load(stats_ptr + bj * 4 + 0)
-    cy = tl.load(stats_ptr + bj * 4 + 1)
-    cz = tl.load(stats_ptr + bj * 4 + 2)
-    lse = tl.load(stats_ptr + bj * 4 + 3)
+    m = tl.load(stats_ptr + bj * 5 + 0)
+    log_s = tl.load(stats_ptr + bj * 5 + 1)
+    cx = tl.load(stats_ptr + bj * 5 + 2)
+    cy = tl.load(stats_ptr + bj * 5 + 3)
+    cz = tl.load(stats_ptr + bj * 5 + 4)
     gx = tl.load(grad_coords_ptr + bj * 3 + 0).to(acc)
     gy = tl.load(grad_coords_ptr + bj * 3 + 1).to(acc)
     gz = tl.load(grad_coords_ptr + bj * 3 + 2).to(acc)
@@ -184,7 +186,7 @@ def _fused_bwd_kernel(
             mask = row_ok[:, None] & (cols < W)[None, :]
             offs = _tile_offsets(bj, rows, cols, R, W)
             l = tl.load(logits_ptr + offs, mask=mask, other=0.0).to(acc)
-            p = tl.exp(l - lse)
+            p = tl.exp((l - m) - log_s)
             t = g_row[:, None] * _col_gaussian(cols, mx, coef, acc)[None, :]
             d = p * ((gx * cols.to(acc))[None, :] + row_term[:, None]) + gm * (l - t)
             tl.store(grad_ptr + offs, d.to(out_ty), mask=mask)
@@ -205,12 +207,12 @@ def soft_argmax_heatmap_mse_forward(
     logits: Tensor, joints: Tensor, sigma: float, weights: Tensor | None,
     rows_per_split: int | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """(coords (B, J, 3), mse (), stats (B, J, 4)); coords and mse in logits' dtype."""
+    """(coords (B, J, 3), mse (), stats (B, J, 5)); coords and mse in logits' dtype."""
     x = logits.contiguous()
     acc = acc_dtype(x.dtype)
     b, j = x.shape[:2]
     coords = torch.empty((b, j, 3), dtype=store_dtype(x.dtype), device=x.device)
-    stats = torch.empty((b, j, 4), dtype=acc, device=x.device)
+    stats = torch.empty((b, j, 5), dtype=acc, device=x.device)
     bj, n, rows, h, w = _volume_dims(x)
     if bj == 0:
         return coords.to(x.dtype), torch.zeros((), dtype=x.dtype, device=x.device), stats
@@ -266,7 +268,7 @@ def _fwd_impl(logits: Tensor, joints: Tensor, sigma: float,
 def _fwd_fake(logits, joints, sigma, weights):
     b, j = logits.shape[:2]
     acc = acc_dtype(logits.dtype)
-    return logits.new_empty((b, j, 3)), logits.new_empty(()), logits.new_empty((b, j, 4), dtype=acc)
+    return logits.new_empty((b, j, 3)), logits.new_empty(()), logits.new_empty((b, j, 5), dtype=acc)
 
 
 def _bwd_impl(grad_coords: Tensor, grad_mse: Tensor, logits: Tensor, joints: Tensor, sigma: float,

@@ -109,6 +109,22 @@ inline void fp_check_dtype_cpu(int dtype, const char* fn) {
                                          "float16/bfloat16 are upcast by the Python glue");
 }
 
+// Runs fn(CpuTypeTag<float>{}) or fn(CpuTypeTag<double>{}) for the CPU dtype codes 0 / 1 (the CPU
+// kernels take float32 and float64; the Python glue upcasts float16/bfloat16 chunk by chunk). The
+// CPU twin of cuda::dispatch_dtype: the one place where a CPU entry point turns a code into a type.
+template <typename T>
+struct CpuTypeTag {
+  using type = T;
+};
+template <typename Fn>
+inline void dispatch_dtype_cpu(int dtype, const char* fn_name, Fn&& fn) {
+  fp_check_dtype_cpu(dtype, fn_name);
+  if (dtype == 0)
+    fn(CpuTypeTag<float>{});
+  else
+    fn(CpuTypeTag<double>{});
+}
+
 inline void fp_check_dims(int64_t rows, int64_t d, int64_t h, int64_t w, const char* fn) {
   fp_check(rows >= 0 && d >= 1 && h >= 1 && w >= 1,
            std::string(fn) + ": expected rows >= 0 and D, H, W >= 1, got rows=" + std::to_string(rows) +

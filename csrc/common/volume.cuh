@@ -5,8 +5,7 @@
 // Forward, two stages (deterministic, no atomics, no host synchronisation, graph-capturable):
 //   1. forward_partial_kernel, grid (chunks, rows): each block reduces its chunk to a partial
 //      {m, s, sx, sy, sz, sq} (online-softmax state + squared error), warp shuffles then warps in
-//      order, and writes it to the workspace (rows * chunks * kPartial accumulation values). The
-//      MSE gradient, when asked, is written in the same pass.
+//      order, and writes it to the workspace (rows * chunks * kPartial accumulation values).
 //   2. finalize_kernel, one thread per row: merges the row's partials in chunk order and writes
 //      coords, stats and the weighted per-row loss.
 // Backward, one elementwise pass: grad = p (g . (v - c)) + k_mse (x - t), p from the saved stats.
@@ -71,27 +70,12 @@ __device__ __forceinline__ soft_argmax::State<A> shfl_down_state(const soft_argm
   return o;
 }
 
-// Stores V consecutive accumulation-type values with 16-byte instructions (dst is 16-byte aligned
-// whenever V > 1: packs start at multiples of V values and V * sizeof(A) is a multiple of 16).
-template <typename A, int V>
-__device__ __forceinline__ void store_acc(A* __restrict__ dst, const A (&v)[V]) {
-  constexpr int W = (V * sizeof(A)) % 16 == 0 ? static_cast<int>(16 / sizeof(A)) : 1;
-#pragma unroll
-  for (int i = 0; i < V; i += W) {
-    cuda::Pack<A, W> p;
-#pragma unroll
-    for (int j = 0; j < W; ++j) p.v[j] = v[i + j];
-    *reinterpret_cast<cuda::Pack<A, W>*>(dst + i) = p;
-  }
-}
-
-// grad (when kGrad) is in the accumulation type: the saved MSE gradient of float16/bfloat16
-// inputs stays float32, so the backward's scale rounds it once.
-template <typename T, int V, bool kSoftmax, bool kMse, bool kGrad>
+// The squared errors are direct differences (x - t)^2 (no expansion: it cancels near
+// convergence). No gradient is written: the backward recomputes it from x and the joints.
+template <typename T, int V, bool kSoftmax, bool kMse>
 __global__ void __launch_bounds__(kThreads)
     forward_partial_kernel(const T* __restrict__ x, Geometry g, int64_t chunk_len, int64_t chunks,
-                           Target<acc_t<T>> tgt, acc_t<T>* __restrict__ grad, acc_t<T> grad_scale,
-                           acc_t<T>* __restrict__ ws) {
+                           Target<acc_t<T>> tgt, acc_t<T>* __restrict__ ws) {
   using A = acc_t<T>;
   using P = cuda::Pack<T, V>;
   __shared__ A sm_m[kThreads / 32], sm_s[kThreads / 32], sm_x[kThreads / 32], sm_y[kThreads / 32],
@@ -111,12 +95,11 @@ __global__ void __launch_bounds__(kThreads)
     }
     soft_argmax::State<A> st = soft_argmax::state_empty<A>();
     A sq = A(0);
-    A mux = A(0), muy = A(0), muz = A(0), gk = A(0);
+    A mux = A(0), muy = A(0), muz = A(0);
     if constexpr (kMse) {
       mux = tgt.mu(r, 0);
       muy = tgt.mu(r, 1);
       muz = tgt.mu(r, 2);
-      gk = grad_scale * tgt.weight(r);
     }
     Pos pos = pos_of(start, g);
 #pragma unroll
@@ -132,7 +115,6 @@ __global__ void __launch_bounds__(kThreads)
           for (int j = 1; j < V; ++j) vmax = v[j] > vmax ? v[j] : vmax;
           soft_argmax::state_raise(st, vmax);
         }
-        A gout[V];
         Pos pj = pos;
 #pragma unroll
         for (int j = 0; j < V; ++j) {
@@ -149,10 +131,8 @@ __global__ void __launch_bounds__(kThreads)
           if constexpr (kMse) {
             const A t = heatmap_mse::gauss_target(A(pj.x) - mux, A(pj.y) - muy, A(pj.z) - muz, tgt.k);
             sq += heatmap_mse::sq_err(v[j], t);
-            if constexpr (kGrad) gout[j] = heatmap_mse::err_grad(v[j], t, gk);
           }
         }
-        if constexpr (kGrad) store_acc<A, V>(grad + r * g.n + e, gout);
       }
       advance(pos, stride, g);
     }
@@ -214,12 +194,13 @@ __global__ void finalize_kernel(const acc_t<T>* __restrict__ ws, int64_t rows, i
   if constexpr (kMse) loss_rows[r] = (weights ? weights[r] : A(1)) * sq;
 }
 
-// Backward: grad = p (g . (v - c)) [kSoftmax] + k_mse (x - t) [kMse] with k_mse = grad_mse * mse_scale * w.
+// Backward: grad = p (g . (v - c)) [kSoftmax] + k_mse (x - t) [kMse] with
+// k_mse = grad_mse[r * gm_stride] * mse_scale * w (the MSE gradient is recomputed, never saved).
 template <typename T, int V, bool kSoftmax, bool kMse>
 __global__ void __launch_bounds__(kThreads)
     backward_kernel(const T* __restrict__ x, Geometry g, int64_t chunk_len, const acc_t<T>* __restrict__ stats,
                     const acc_t<T>* __restrict__ grad_coords, int ndim, const acc_t<T>* __restrict__ grad_mse,
-                    acc_t<T> mse_scale, Target<acc_t<T>> tgt, T* __restrict__ grad) {
+                    int64_t gm_stride, acc_t<T> mse_scale, Target<acc_t<T>> tgt, T* __restrict__ grad) {
   using A = acc_t<T>;
   using P = cuda::Pack<T, V>;
   const int64_t c = blockIdx.x;
@@ -252,7 +233,7 @@ __global__ void __launch_bounds__(kThreads)
       mux = tgt.mu(r, 0);
       muy = tgt.mu(r, 1);
       muz = tgt.mu(r, 2);
-      k_mse = grad_mse[0] * mse_scale * tgt.weight(r);
+      k_mse = grad_mse[r * gm_stride] * mse_scale * tgt.weight(r);
     }
     Pos pos = pos_of(start, g);
 #pragma unroll
@@ -302,19 +283,18 @@ inline Geometry make_geometry(int64_t rows, int64_t d, int64_t h, int64_t w) {
   return Geometry{rows, d * h * w, static_cast<int>(d), static_cast<int>(h), static_cast<int>(w)};
 }
 
-template <typename T, bool kSoftmax, bool kMse, bool kGrad>
-void launch_forward(const T* x, const Geometry& g, int ndim, const Target<acc_t<T>>& tgt, acc_t<T>* grad,
-                    acc_t<T> grad_scale, acc_t<T>* ws, T* coords, acc_t<T>* stats, acc_t<T>* loss_rows,
-                    cudaStream_t stream) {
+template <typename T, bool kSoftmax, bool kMse>
+void launch_forward(const T* x, const Geometry& g, int ndim, const Target<acc_t<T>>& tgt, acc_t<T>* ws, T* coords,
+                    acc_t<T>* stats, acc_t<T>* loss_rows, cudaStream_t stream) {
   if (g.rows == 0) return;
   const Plan p = make_plan<T>(g);
   const dim3 grid(static_cast<unsigned>(p.chunks), cuda::grid_dim_y(g.rows));
   if (p.vec > 1)
-    forward_partial_kernel<T, cuda::pack_width<T>(), kSoftmax, kMse, kGrad>
-        <<<grid, kThreads, 0, stream>>>(x, g, p.chunk_len, p.chunks, tgt, grad, grad_scale, ws);
+    forward_partial_kernel<T, cuda::pack_width<T>(), kSoftmax, kMse>
+        <<<grid, kThreads, 0, stream>>>(x, g, p.chunk_len, p.chunks, tgt, ws);
   else
-    forward_partial_kernel<T, 1, kSoftmax, kMse, kGrad>
-        <<<grid, kThreads, 0, stream>>>(x, g, p.chunk_len, p.chunks, tgt, grad, grad_scale, ws);
+    forward_partial_kernel<T, 1, kSoftmax, kMse>
+        <<<grid, kThreads, 0, stream>>>(x, g, p.chunk_len, p.chunks, tgt, ws);
   cuda::check_launch("volume forward_partial_kernel");
   const unsigned fin_blocks = static_cast<unsigned>((g.rows + 127) / 128);
   finalize_kernel<T, kSoftmax, kMse>
@@ -322,19 +302,23 @@ void launch_forward(const T* x, const Geometry& g, int ndim, const Target<acc_t<
   cuda::check_launch("volume finalize_kernel");
 }
 
+// grad_mse: one value (gm_stride 0: "mean"/"sum" and the fused head) or one per row (gm_stride 1:
+// reduction "none").
 template <typename T, bool kSoftmax, bool kMse>
 void launch_backward(const T* x, const Geometry& g, const acc_t<T>* stats, const acc_t<T>* grad_coords, int ndim,
-                     const acc_t<T>* grad_mse, acc_t<T> mse_scale, const Target<acc_t<T>>& tgt, T* grad,
-                     cudaStream_t stream) {
+                     const acc_t<T>* grad_mse, int64_t gm_stride, acc_t<T> mse_scale, const Target<acc_t<T>>& tgt,
+                     T* grad, cudaStream_t stream) {
   if (g.rows == 0) return;
   const Plan p = make_plan<T>(g);
   const dim3 grid(static_cast<unsigned>(p.chunks), cuda::grid_dim_y(g.rows));
   if (p.vec > 1)
     backward_kernel<T, cuda::pack_width<T>(), kSoftmax, kMse>
-        <<<grid, kThreads, 0, stream>>>(x, g, p.chunk_len, stats, grad_coords, ndim, grad_mse, mse_scale, tgt, grad);
+        <<<grid, kThreads, 0, stream>>>(x, g, p.chunk_len, stats, grad_coords, ndim, grad_mse, gm_stride, mse_scale, tgt,
+                                          grad);
   else
     backward_kernel<T, 1, kSoftmax, kMse>
-        <<<grid, kThreads, 0, stream>>>(x, g, p.chunk_len, stats, grad_coords, ndim, grad_mse, mse_scale, tgt, grad);
+        <<<grid, kThreads, 0, stream>>>(x, g, p.chunk_len, stats, grad_coords, ndim, grad_mse, gm_stride, mse_scale, tgt,
+                                          grad);
   cuda::check_launch("volume backward_kernel");
 }
 

@@ -90,18 +90,19 @@ inline T line_max(const T* __restrict xl, int64_t n) {
   return mx[0];
 }
 
-// Forward over lines [line0, line1) of one row. x, grad point at the row's first value.
-// gx: the x factors of the target (W values) when kMse. gk = grad_scale * w (kGrad).
-// out = {m, s, sx, sy, sz, sq} of the chunk.
+// Forward over lines [line0, line1) of one row. x points at the row's first value.
+// gx: the x factors of the target (W values) when kMse. out = {m, s, sx, sy, sz, sq} of the chunk.
+// The squared errors are direct differences (v - t)^2, never the expansion v^2 - 2 v t + t^2,
+// which cancels catastrophically near convergence. No gradient is written here: the backward
+// recomputes it (one read of x, one write), so nothing volume-sized is saved by the forward.
 //
 // Lines are taken in blocks of ~kBlockElems values: one max pass over the block (contiguous) fixes
 // the exp reference, then lane accumulators gather e, e x, e y, e z (and the squared errors) over
 // the whole block and are flushed into the double accumulators once per block (each lane adds
 // at most kBlockElems / kLanes values in T; the row total is summed in double).
-template <typename T, bool kSoftmax, bool kMse, bool kGrad>
+template <typename T, bool kSoftmax, bool kMse>
 FP_CPU_CLONES void forward_chunk(const T* __restrict x, int64_t line0, int64_t line1, int64_t h, int64_t w,
-                                 const T* __restrict gx, T muy, T muz, T k, T gk, T* __restrict grad,
-                                 double* __restrict out) {
+                                 const T* __restrict gx, T muy, T muz, T k, double* __restrict out) {
   constexpr int L = lanes<T>();
   soft_argmax::State<double> st = soft_argmax::state_empty<double>();
   T m_ref = fp_neg_inf<T>();  // the chunk's running max, in T (exp arguments are formed in T)
@@ -127,7 +128,6 @@ FP_CPU_CLONES void forward_chunk(const T* __restrict x, int64_t line0, int64_t l
       const T yy = static_cast<T>(line % h), zz = static_cast<T>(line / h);
       T a = T(0);  // gy(y) gz(z): the target along this line is a * gx(x)
       if constexpr (kMse) a = heatmap_mse::gauss_factor(yy, muy, k) * heatmap_mse::gauss_factor(zz, muz, k);
-      T* __restrict gl = kGrad ? grad + line * w : nullptr;
       int i = 0;
       for (; i + L <= wi; i += L) {
         for (int l = 0; l < L; ++l) {
@@ -142,7 +142,6 @@ FP_CPU_CLONES void forward_chunk(const T* __restrict x, int64_t line0, int64_t l
           if constexpr (kMse) {
             const T d = v - a * gx[i + l];
             q[l] += d * d;
-            if constexpr (kGrad) gl[i + l] = gk * d;
           }
         }
       }
@@ -158,7 +157,6 @@ FP_CPU_CLONES void forward_chunk(const T* __restrict x, int64_t line0, int64_t l
         if constexpr (kMse) {
           const T d = v - a * gx[i];
           q[0] += d * d;
-          if constexpr (kGrad) gl[i] = gk * d;
         }
       }
     }
@@ -227,11 +225,9 @@ inline void fill_gx(std::vector<T>& tab, int64_t w, T mux, T k) {
 }  // namespace detail
 
 // Forward pass. kSoftmax: online-softmax state per row. kMse: sum of squared errors against the
-// target per row; kGrad also writes grad = grad_scale * w * (x - t) (same shape as x).
-template <typename T, bool kSoftmax, bool kMse, bool kGrad>
-void forward(const Volume<T>& vol, const Target<T>* tgt, T* grad, double grad_scale, RowResult* out,
-             int threads) {
-  static_assert(kMse || !kGrad, "a gradient is only produced for the MSE part");
+// target per row (unweighted; the caller applies w).
+template <typename T, bool kSoftmax, bool kMse>
+void forward(const Volume<T>& vol, const Target<T>* tgt, RowResult* out, int threads) {
   if (vol.rows == 0) return;
   const detail::Plan plan = detail::make_plan(vol.rows, vol.d, vol.h, vol.w);
   const int64_t n = vol.numel_row();
@@ -244,21 +240,19 @@ void forward(const Volume<T>& vol, const Target<T>* tgt, T* grad, double grad_sc
 #pragma omp for schedule(static)
     for (int64_t it = 0; it < plan.items; ++it) {
       const int64_t r = it / plan.chunks, c = it % plan.chunks;
-      T muy = T(0), muz = T(0), k = T(0), gk = T(0);
+      T muy = T(0), muz = T(0), k = T(0);
       if constexpr (kMse) {
         k = tgt->k;
         muy = tgt->mu(r, 1);
         muz = tgt->mu(r, 2);
-        gk = static_cast<T>(grad_scale) * tgt->weight(r);
         if (gx_row != r) {  // static schedule: a thread's items of a row are consecutive
           detail::fill_gx(gx, vol.w, tgt->mu(r, 0), k);
           gx_row = r;
         }
       }
       const int64_t l0 = c * plan.lines_per_chunk, l1 = std::min(plan.lines, l0 + plan.lines_per_chunk);
-      detail::forward_chunk<T, kSoftmax, kMse, kGrad>(vol.x + r * n, l0, l1, vol.h, vol.w, gx.data(), muy, muz,
-                                                       k, gk, kGrad ? grad + r * n : nullptr,
-                                                       part.data() + it * 6);
+      detail::forward_chunk<T, kSoftmax, kMse>(vol.x + r * n, l0, l1, vol.h, vol.w, gx.data(), muy, muz, k,
+                                                part.data() + it * 6);
     }
   }
   for (int64_t r = 0; r < vol.rows; ++r) {  // merge the chunks of each row in order

@@ -5,8 +5,9 @@
 //   t_v = exp(-|v - mu|^2 / (2 sigma^2)) = gx(x) gy(y) gz(z),   g.(i) = exp(-(i - mu.)^2 k),
 //   k = 1 / (2 sigma^2)  (peak 1, untruncated, sub-voxel centre; never materialised)
 //   loss_row = w * sum_v (h_v - t_v)^2,     dloss/dh_v = 2 w (h_v - t_v) (times the normaliser)
-// The forward writes that gradient in the same pass when one is needed (the loss-kernel pattern),
-// so the backward only scales it by the incoming gradient (csrc/row_scale).
+// The squared errors are direct differences (never the expansion h^2 - 2 h t + t^2, which cancels
+// near convergence). The forward saves nothing; the backward recomputes the target and writes
+// grad = g_r * grad_scale * w * (h - t) in one read of h and one write (see docs/ops.md).
 #pragma once
 
 #include "../common/fp_common.h"
@@ -45,18 +46,24 @@ FP_HD A err_grad(A h, A t, A scale_w) {
 
 // ---- host entry points ----------------------------------------------------------------------------
 // heatmaps (rows, D, H, W) dtype; joints (rows, ndim) accumulation dtype (x, y[, z]); weights
-// (rows) accumulation dtype or 0; loss_rows (rows) accumulation dtype = w * sum (h - t)^2;
-// grad (rows, D, H, W) accumulation dtype or 0: when given, grad = grad_scale * w * (h - t)
-// (float32 for float16/bfloat16 heatmaps: the saved gradient is rounded once, after the scale).
+// (rows) accumulation dtype or 0; loss_rows (rows) accumulation dtype = w * sum (h - t)^2.
 void forward_cpu(int dtype, uintptr_t heatmaps, int64_t rows, int64_t d, int64_t h, int64_t w, int ndim,
-                 uintptr_t joints, double sigma, uintptr_t weights, uintptr_t loss_rows, uintptr_t grad,
-                 double grad_scale, int threads);
+                 uintptr_t joints, double sigma, uintptr_t weights, uintptr_t loss_rows, int threads);
+// grad_loss: accumulation dtype, one value (grad_stride 0: "mean"/"sum") or one per row
+// (grad_stride 1: "none"); grad (rows, D, H, W) dtype = grad_loss[r * grad_stride] * grad_scale * w_r
+// * (h - t), grad_scale = 2 / N (N the reduction's normaliser).
+void backward_cpu(int dtype, uintptr_t grad_loss, int64_t grad_stride, uintptr_t heatmaps, int64_t rows, int64_t d,
+                  int64_t h, int64_t w, int ndim, uintptr_t joints, double sigma, uintptr_t weights,
+                  double grad_scale, uintptr_t grad, int threads);
 
 #if defined(FASTPOSE_WITH_CUDA)
 int64_t workspace_elems_cuda(int dtype, int64_t rows, int64_t d, int64_t h, int64_t w);
 void forward_cuda(int dtype, uintptr_t heatmaps, int64_t rows, int64_t d, int64_t h, int64_t w, int ndim,
-                  uintptr_t joints, double sigma, uintptr_t weights, uintptr_t loss_rows, uintptr_t grad,
-                  double grad_scale, uintptr_t workspace, int device, uintptr_t stream);
+                  uintptr_t joints, double sigma, uintptr_t weights, uintptr_t loss_rows, uintptr_t workspace,
+                  int device, uintptr_t stream);
+void backward_cuda(int dtype, uintptr_t grad_loss, int64_t grad_stride, uintptr_t heatmaps, int64_t rows, int64_t d,
+                   int64_t h, int64_t w, int ndim, uintptr_t joints, double sigma, uintptr_t weights,
+                   double grad_scale, uintptr_t grad, int device, uintptr_t stream);
 #endif
 
 }  // namespace heatmap_mse

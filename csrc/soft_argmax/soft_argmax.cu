@@ -28,9 +28,9 @@ void forward_cuda(int dtype, uintptr_t logits, int64_t rows, int64_t d, int64_t 
     using T = typename decltype(tag)::type;
     using A = acc_t<T>;
     const volume_cuda::Target<A> none{nullptr, 3, A(0), nullptr};
-    volume_cuda::launch_forward<T, true, false, false>(
-        reinterpret_cast<const T*>(logits), g, ndim, none, nullptr, A(0), reinterpret_cast<A*>(workspace),
-        reinterpret_cast<T*>(coords), reinterpret_cast<A*>(stats), nullptr, cuda::as_stream(stream));
+    volume_cuda::launch_forward<T, true, false>(reinterpret_cast<const T*>(logits), g, ndim, none,
+                                                reinterpret_cast<A*>(workspace), reinterpret_cast<T*>(coords),
+                                                reinterpret_cast<A*>(stats), nullptr, cuda::as_stream(stream));
   });
 }
 
@@ -54,7 +54,7 @@ void backward_cuda(int dtype, uintptr_t grad_coords, uintptr_t logits, uintptr_t
     const volume_cuda::Target<A> none{nullptr, 3, A(0), nullptr};
     volume_cuda::launch_backward<T, true, false>(reinterpret_cast<const T*>(logits), g,
                                                  reinterpret_cast<const A*>(stats),
-                                                 reinterpret_cast<const A*>(grad_coords), ndim, nullptr, A(0), none,
+                                                 reinterpret_cast<const A*>(grad_coords), ndim, nullptr, 0, A(0), none,
                                                  reinterpret_cast<T*>(grad_logits), cuda::as_stream(stream));
   });
 }

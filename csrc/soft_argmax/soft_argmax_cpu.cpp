@@ -15,7 +15,7 @@ void forward_impl(const T* logits, int64_t rows, int64_t d, int64_t h, int64_t w
                   T* stats, int threads) {
   std::vector<volume_cpu::RowResult> res(static_cast<size_t>(rows));
   const volume_cpu::Volume<T> vol{logits, rows, d, h, w};
-  volume_cpu::forward<T, true, false, false>(vol, nullptr, nullptr, 0.0, res.data(), threads);
+  volume_cpu::forward<T, true, false>(vol, nullptr, res.data(), threads);
   for (int64_t r = 0; r < rows; ++r) {
     T* st = stats + r * kStats;
     state_finish(res[r].st, st);
@@ -55,12 +55,11 @@ void forward_cpu(int dtype, uintptr_t logits, int64_t rows, int64_t d, int64_t h
   fp_check_ptr(logits, fn, "logits");
   fp_check_ptr(coords, fn, "coords");
   fp_check_ptr(stats, fn, "stats");
-  if (dtype == 0)
-    forward_impl(reinterpret_cast<const float*>(logits), rows, d, h, w, ndim, reinterpret_cast<float*>(coords),
-                 reinterpret_cast<float*>(stats), threads);
-  else
-    forward_impl(reinterpret_cast<const double*>(logits), rows, d, h, w, ndim, reinterpret_cast<double*>(coords),
-                 reinterpret_cast<double*>(stats), threads);
+  dispatch_dtype_cpu(dtype, fn, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    forward_impl(reinterpret_cast<const T*>(logits), rows, d, h, w, ndim, reinterpret_cast<T*>(coords),
+                 reinterpret_cast<T*>(stats), threads);
+  });
 }
 
 void backward_cpu(int dtype, uintptr_t grad_coords, uintptr_t logits, uintptr_t stats, int64_t rows, int64_t d,
@@ -73,14 +72,11 @@ void backward_cpu(int dtype, uintptr_t grad_coords, uintptr_t logits, uintptr_t 
   fp_check_ptr(stats, fn, "stats");
   fp_check_ptr(grad_logits, fn, "grad_logits");
   advise_huge_pages(grad_logits, static_cast<size_t>(rows * d * h * w) * (dtype == 0 ? 4 : 8));
-  if (dtype == 0)
-    backward_impl(reinterpret_cast<const float*>(grad_coords), reinterpret_cast<const float*>(logits),
-                  reinterpret_cast<const float*>(stats), rows, d, h, w, ndim, reinterpret_cast<float*>(grad_logits),
-                  threads);
-  else
-    backward_impl(reinterpret_cast<const double*>(grad_coords), reinterpret_cast<const double*>(logits),
-                  reinterpret_cast<const double*>(stats), rows, d, h, w, ndim,
-                  reinterpret_cast<double*>(grad_logits), threads);
+  dispatch_dtype_cpu(dtype, fn, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    backward_impl(reinterpret_cast<const T*>(grad_coords), reinterpret_cast<const T*>(logits),
+                  reinterpret_cast<const T*>(stats), rows, d, h, w, ndim, reinterpret_cast<T*>(grad_logits), threads);
+  });
 }
 
 }  // namespace soft_argmax

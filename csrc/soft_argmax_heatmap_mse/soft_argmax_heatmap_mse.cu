@@ -33,8 +33,8 @@ void forward_cuda(int dtype, uintptr_t logits, int64_t rows, int64_t d, int64_t 
     const volume_cuda::Target<A> tgt{reinterpret_cast<const A*>(joints), 3,
                                      static_cast<A>(heatmap_mse::inv_two_sigma2(sigma)),
                                      reinterpret_cast<const A*>(weights)};
-    volume_cuda::launch_forward<T, true, true, false>(
-        reinterpret_cast<const T*>(logits), g, 3, tgt, nullptr, A(0), reinterpret_cast<A*>(workspace),
+    volume_cuda::launch_forward<T, true, true>(
+        reinterpret_cast<const T*>(logits), g, 3, tgt, reinterpret_cast<A*>(workspace),
         reinterpret_cast<T*>(coords), reinterpret_cast<A*>(stats), reinterpret_cast<A*>(loss_rows),
         cuda::as_stream(stream));
   });
@@ -70,11 +70,12 @@ void backward_cuda(int dtype, uintptr_t grad_coords, uintptr_t grad_mse, uintptr
     T* out = reinterpret_cast<T*>(grad_logits);
     const cudaStream_t s = cuda::as_stream(stream);
     if (gc && gm)
-      volume_cuda::launch_backward<T, true, true>(x, g, st, gc, 3, gm, static_cast<A>(mse_scale), tgt, out, s);
+      volume_cuda::launch_backward<T, true, true>(x, g, st, gc, 3, gm, 0, static_cast<A>(mse_scale), tgt, out, s);
     else if (gc)
-      volume_cuda::launch_backward<T, true, false>(x, g, st, gc, 3, nullptr, A(0), tgt, out, s);
+      volume_cuda::launch_backward<T, true, false>(x, g, st, gc, 3, nullptr, 0, A(0), tgt, out, s);
     else
-      volume_cuda::launch_backward<T, false, true>(x, g, st, nullptr, 3, gm, static_cast<A>(mse_scale), tgt, out, s);
+      volume_cuda::launch_backward<T, false, true>(x, g, st, nullptr, 3, gm, 0, static_cast<A>(mse_scale), tgt, out,
+                                                   s);
   });
 }
 

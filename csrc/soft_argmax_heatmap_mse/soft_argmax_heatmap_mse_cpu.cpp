@@ -17,7 +17,7 @@ void forward_impl(const T* logits, int64_t rows, int64_t d, int64_t h, int64_t w
   std::vector<volume_cpu::RowResult> res(static_cast<size_t>(rows));
   const volume_cpu::Volume<T> vol{logits, rows, d, h, w};
   const volume_cpu::Target<T> tgt{joints, 3, static_cast<T>(heatmap_mse::inv_two_sigma2(sigma)), weights};
-  volume_cpu::forward<T, true, true, false>(vol, &tgt, nullptr, 0.0, res.data(), threads);
+  volume_cpu::forward<T, true, true>(vol, &tgt, res.data(), threads);
   for (int64_t r = 0; r < rows; ++r) {
     T* st = stats + r * soft_argmax::kStats;
     soft_argmax::state_finish(res[r].st, st);
@@ -65,14 +65,12 @@ void forward_cpu(int dtype, uintptr_t logits, int64_t rows, int64_t d, int64_t h
   fp_check_ptr(coords, fn, "coords");
   fp_check_ptr(stats, fn, "stats");
   fp_check_ptr(loss_rows, fn, "loss_rows");
-  if (dtype == 0)
-    forward_impl(reinterpret_cast<const float*>(logits), rows, d, h, w, reinterpret_cast<const float*>(joints), sigma,
-                 reinterpret_cast<const float*>(weights), reinterpret_cast<float*>(coords),
-                 reinterpret_cast<float*>(stats), reinterpret_cast<float*>(loss_rows), threads);
-  else
-    forward_impl(reinterpret_cast<const double*>(logits), rows, d, h, w, reinterpret_cast<const double*>(joints),
-                 sigma, reinterpret_cast<const double*>(weights), reinterpret_cast<double*>(coords),
-                 reinterpret_cast<double*>(stats), reinterpret_cast<double*>(loss_rows), threads);
+  dispatch_dtype_cpu(dtype, fn, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    forward_impl(reinterpret_cast<const T*>(logits), rows, d, h, w, reinterpret_cast<const T*>(joints), sigma,
+                 reinterpret_cast<const T*>(weights), reinterpret_cast<T*>(coords), reinterpret_cast<T*>(stats),
+                 reinterpret_cast<T*>(loss_rows), threads);
+  });
 }
 
 void backward_cpu(int dtype, uintptr_t grad_coords, uintptr_t grad_mse, uintptr_t logits, int64_t rows, int64_t d,
@@ -88,16 +86,13 @@ void backward_cpu(int dtype, uintptr_t grad_coords, uintptr_t grad_mse, uintptr_
   fp_check_ptr(stats, fn, "stats");
   fp_check_ptr(grad_logits, fn, "grad_logits");
   advise_huge_pages(grad_logits, static_cast<size_t>(rows * d * h * w) * (dtype == 0 ? 4 : 8));
-  if (dtype == 0)
-    backward_impl(reinterpret_cast<const float*>(grad_coords), reinterpret_cast<const float*>(grad_mse),
-                  reinterpret_cast<const float*>(logits), rows, d, h, w, reinterpret_cast<const float*>(joints), sigma,
-                  reinterpret_cast<const float*>(weights), reinterpret_cast<const float*>(stats), mse_scale,
-                  reinterpret_cast<float*>(grad_logits), threads);
-  else
-    backward_impl(reinterpret_cast<const double*>(grad_coords), reinterpret_cast<const double*>(grad_mse),
-                  reinterpret_cast<const double*>(logits), rows, d, h, w, reinterpret_cast<const double*>(joints),
-                  sigma, reinterpret_cast<const double*>(weights), reinterpret_cast<const double*>(stats), mse_scale,
-                  reinterpret_cast<double*>(grad_logits), threads);
+  dispatch_dtype_cpu(dtype, fn, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    backward_impl(reinterpret_cast<const T*>(grad_coords), reinterpret_cast<const T*>(grad_mse),
+                  reinterpret_cast<const T*>(logits), rows, d, h, w, reinterpret_cast<const T*>(joints), sigma,
+                  reinterpret_cast<const T*>(weights), reinterpret_cast<const T*>(stats), mse_scale,
+                  reinterpret_cast<T*>(grad_logits), threads);
+  });
 }
 
 }  // namespace soft_argmax_heatmap_mse

@@ -15,13 +15,13 @@ SHAPE3 = (1, 3, 5, 6, 7)
 
 def _soft_argmax_vs_reference(K, x, what):
     nd = x.dim() - 2
-    ref_c, ref_lse = R.soft_argmax.soft_argmax_forward(x.double(), nd)
+    ref_c, ref_stats = R.soft_argmax.soft_argmax_forward(x.double(), nd)
     coords, stats = K.soft_argmax.soft_argmax_forward(x)
     assert torch.isfinite(coords).all(), f"{what}: non-finite coordinates"
     assert_close(coords, ref_c, x.dtype, f"{what} coords")
     g = torch.randn(coords.shape, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
     g = g.to(x.device)
-    ref_grad = R.soft_argmax.soft_argmax_backward(g, x.double(), ref_c, ref_lse)
+    ref_grad = R.soft_argmax.soft_argmax_backward(g, x.double(), ref_stats)
     grad = K.soft_argmax.soft_argmax_backward(g.to(x.dtype), x, stats)
     assert torch.isfinite(grad).all(), f"{what}: non-finite gradient"
     assert_close(grad, ref_grad, x.dtype, f"{what} grad")
@@ -75,14 +75,14 @@ def test_fused_head_huge_logits(K, device):
     gen = torch.Generator().manual_seed(4)
     x = volume(gen, SHAPE3, scale=1e4, device=device)
     mu, w = joints_for(gen, SHAPE3, device=device)
-    ref_c, ref_mse, ref_lse = R.soft_argmax_heatmap_mse.soft_argmax_heatmap_mse_forward(x.double(), mu, 1.5, w)
+    ref_c, ref_mse, ref_stats = R.soft_argmax_heatmap_mse.soft_argmax_heatmap_mse_forward(x.double(), mu, 1.5, w)
     coords, mse, stats = K.soft_argmax_heatmap_mse.soft_argmax_heatmap_mse_forward(x, mu.float(), 1.5, w.float())
     assert_close(coords, ref_c, torch.float32, "coords")
     torch.testing.assert_close(mse.double(), ref_mse, rtol=1e-5, atol=0)  # ~1e8: relative only
     gc = torch.randn(coords.shape, generator=gen, dtype=torch.float64).to(device)
     gm = torch.tensor(0.3, dtype=torch.float64, device=device)
     ref_grad = R.soft_argmax_heatmap_mse.soft_argmax_heatmap_mse_backward(
-        gc, gm, x.double(), mu, 1.5, w, ref_c, ref_lse)
+        gc, gm, x.double(), mu, 1.5, w, ref_stats)
     grad = K.soft_argmax_heatmap_mse.soft_argmax_heatmap_mse_backward(
         gc.float(), gm.float(), x, mu.float(), 1.5, w.float(), stats)
     torch.testing.assert_close(grad.double(), ref_grad, rtol=2e-4, atol=1e-4)
@@ -97,11 +97,11 @@ def test_heatmap_mse_degenerate_sigma(K, device, sigma):
     mu, w = joints_for(gen, SHAPE3, device=device)
     mu = mu.round()  # on voxel centres
     ref = R.heatmap_mse.heatmap_mse_3d(h.double(), mu, sigma, w, "none")
-    loss, gh = K.heatmap_mse.heatmap_mse_forward(h, mu.float(), sigma, w.float(), "none", True)
+    loss = K.heatmap_mse.heatmap_mse_forward(h, mu.float(), sigma, w.float(), "none")
     assert_close(loss, ref, torch.float32, f"loss sigma={sigma}")
     g = torch.rand(ref.shape, generator=gen, dtype=torch.float64).to(device)
     ref_grad = R.heatmap_mse.heatmap_mse_backward(g, h.double(), mu, sigma, w, "none")
-    grad = K.heatmap_mse.heatmap_mse_backward(g.float(), gh, "none")
+    grad = K.heatmap_mse.heatmap_mse_backward(g.float(), h, mu.float(), sigma, w.float(), "none")
     assert_close(grad, ref_grad, torch.float32, f"grad sigma={sigma}")
 
 
@@ -130,7 +130,7 @@ def test_float64_accumulates_in_float64(K, device):
     mu, w = joints_for(gen, SHAPE3, device=device)
     sigma = 1.2345678901234
     ref = R.heatmap_mse.heatmap_mse_3d(h, mu, sigma, w, "none")
-    loss, _ = K.heatmap_mse.heatmap_mse_forward(h, mu, sigma, w, "none", False)
+    loss = K.heatmap_mse.heatmap_mse_forward(h, mu, sigma, w, "none")
     assert loss.dtype == torch.float64
     torch.testing.assert_close(loss, ref, rtol=1e-12, atol=1e-14)
     coords, stats = K.soft_argmax.soft_argmax_forward(h * 5)

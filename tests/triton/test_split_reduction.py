@@ -24,15 +24,18 @@ SIGMA = 1.3
 def test_soft_argmax_split_matches_reference(K, device, ndim, rows_per_split):
     gen = torch.Generator().manual_seed(10 + ndim)
     x = volume(gen, SHAPES[ndim], scale=2.0, device=device)
-    ref_coords, ref_lse = R.soft_argmax.soft_argmax_forward(x.double(), ndim)
+    ref_coords, ref_stats = R.soft_argmax.soft_argmax_forward(x.double(), ndim)
     coords, stats = K.soft_argmax.soft_argmax_forward(x, rows_per_split=rows_per_split)
     assert_close(coords, ref_coords, torch.float32, f"coords rps={rows_per_split}")
-    assert_close(stats[..., :ndim], ref_coords, torch.float32, "stats coords")
-    assert_close(stats[..., 3], ref_lse, torch.float32, "stats lse")
+    # the shared saved state [m, log s, c_x, c_y, c_z]
+    assert stats.shape == ref_stats.shape
+    assert_close(stats[..., 2 : 2 + ndim], ref_coords, torch.float32, "stats coords")
+    assert_close(stats[..., 0], ref_stats[..., 0], torch.float32, "stats max")
+    assert_close(stats[..., 1], ref_stats[..., 1], torch.float32, "stats log s")
     if ndim == 2:
-        assert (stats[..., 2] == 0).all()
+        assert (stats[..., 4] == 0).all()
     g = torch.randn(coords.shape, generator=gen, dtype=torch.float64).to(device)
-    ref_grad = R.soft_argmax.soft_argmax_backward(g, x.double(), ref_coords, ref_lse)
+    ref_grad = R.soft_argmax.soft_argmax_backward(g, x.double(), ref_stats)
     grad = K.soft_argmax.soft_argmax_backward(g.float(), x, stats, rows_per_split=rows_per_split)
     assert_close(grad, ref_grad, torch.float32, f"grad rps={rows_per_split}")
 
@@ -48,9 +51,10 @@ def test_heatmap_mse_split_matches_reference(K, device, ndim, reduction):
     g = torch.rand(ref.shape, generator=gen, dtype=torch.float64).to(device) + 0.5
     ref_grad = R.heatmap_mse.heatmap_mse_backward(g, h.double(), mu, SIGMA, w, reduction)
     for rps in (2, None):
-        loss, gh = K.heatmap_mse.heatmap_mse_forward(h, mu.float(), SIGMA, w.float(), reduction, True, rps)
+        loss = K.heatmap_mse.heatmap_mse_forward(h, mu.float(), SIGMA, w.float(), reduction, rps)
         assert_close(loss, ref, torch.float32, f"loss rps={rps}")
-        grad = K.heatmap_mse.heatmap_mse_backward(g.float(), gh, reduction, rows_per_split=rps)
+        grad = K.heatmap_mse.heatmap_mse_backward(g.float(), h, mu.float(), SIGMA, w.float(), reduction,
+                                                  rows_per_split=rps)
         assert_close(grad, ref_grad, torch.float32, f"grad rps={rps}")
 
 
@@ -60,17 +64,17 @@ def test_fused_split_matches_reference(K, device, rows_per_split):
     shape = SHAPES[3]
     x = volume(gen, shape, scale=1.5, device=device)
     mu, w = joints_for(gen, shape, device=device)
-    ref_c, ref_mse, ref_lse = R.soft_argmax_heatmap_mse.soft_argmax_heatmap_mse_forward(x.double(), mu, SIGMA, w)
+    ref_c, ref_mse, ref_stats = R.soft_argmax_heatmap_mse.soft_argmax_heatmap_mse_forward(x.double(), mu, SIGMA, w)
     coords, mse, stats = K.soft_argmax_heatmap_mse.soft_argmax_heatmap_mse_forward(
         x, mu.float(), SIGMA, w.float(), rows_per_split=rows_per_split
     )
     assert_close(coords, ref_c, torch.float32, "coords")
     assert_close(mse, ref_mse, torch.float32, "mse")
-    assert_close(stats[..., 3], ref_lse, torch.float32, "lse")
+    assert_close(stats[..., 0] + stats[..., 1], ref_stats[..., 0] + ref_stats[..., 1], torch.float32, "lse")
     gc = torch.randn(ref_c.shape, generator=gen, dtype=torch.float64).to(device)
     gm = torch.tensor(1.7, dtype=torch.float64, device=device)
     ref_grad = R.soft_argmax_heatmap_mse.soft_argmax_heatmap_mse_backward(
-        gc, gm, x.double(), mu, SIGMA, w, ref_c, ref_lse
+        gc, gm, x.double(), mu, SIGMA, w, ref_stats
     )
     grad = K.soft_argmax_heatmap_mse.soft_argmax_heatmap_mse_backward(
         gc.float(), gm.float(), x, mu.float(), SIGMA, w.float(), stats, rows_per_split=rows_per_split
@@ -108,9 +112,9 @@ def test_split_results_are_bitwise_reproducible(K, device):
         c1, s1 = K.soft_argmax.soft_argmax_forward(x, rows_per_split=rps)
         c2, s2 = K.soft_argmax.soft_argmax_forward(x.clone(), rows_per_split=rps)
         assert torch.equal(c1, c2) and torch.equal(s1, s2)
-        l1, g1 = K.heatmap_mse.heatmap_mse_forward(x, mu.float(), SIGMA, None, "sum", True, rps)
-        l2, g2 = K.heatmap_mse.heatmap_mse_forward(x.clone(), mu.float(), SIGMA, None, "sum", True, rps)
-        assert torch.equal(l1, l2) and torch.equal(g1, g2)
+        l1 = K.heatmap_mse.heatmap_mse_forward(x, mu.float(), SIGMA, None, "sum", rps)
+        l2 = K.heatmap_mse.heatmap_mse_forward(x.clone(), mu.float(), SIGMA, None, "sum", rps)
+        assert torch.equal(l1, l2)
 
 
 def test_plan_rows(K, monkeypatch):

@@ -3,8 +3,10 @@
 Ops (``<b>`` = cpu | cuda):
   ``fastpose::soft_argmax_{2,3}d_<b>(logits) -> (coords (B, J, n) logits' dtype, stats (B, J, 5) acc)``
   ``fastpose::soft_argmax_{2,3}d_<b>_backward(grad_coords, logits, stats) -> grad_logits``
-stats = [m, log s, cx, cy, cz] per (b, j) (accumulation dtype), enough to rebuild
-p = exp((z - m) - log s) in the backward: the probability volume is never stored.
+stats = [m, log s, cx, cy, cz] per (b, j) (accumulation dtype; cz = 0 in 2D), the saved state of
+every backend (docs/ops.md): enough to rebuild p = exp((z - m) - log s) in the backward, so the
+probability volume is never stored. float16/bfloat16 on the CPU are converted chunk by chunk of
+rows (:mod:`fastpose.ops.native._volume`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from torch import Tensor
 
 from .._dispatch import register_impl
 from . import _glue as g
+from . import _volume as v
 
 __all__: list[str] = []
 
@@ -21,36 +24,35 @@ _NSTATS = 5  # fastpose._C.SOFT_ARGMAX_STATS
 
 
 def _forward(backend: str, ndim: int, logits: Tensor) -> tuple[Tensor, Tensor]:
-    op = f"soft_argmax_{ndim}d"
-    x = g.main_input(logits, backend)  # (B, J, [D,] H, W) contiguous, kernel dtype
-    b, j, d, h, w, rows = g.volume_dims(op, x, ndim)
-    acc = g.acc_dtype(x.dtype)
-    coords = torch.empty((b, j, ndim), dtype=x.dtype, device=x.device)  # (x, y[, z])
-    stats = torch.empty((b, j, _NSTATS), dtype=acc, device=x.device)
-    if rows:
-        c = g.code(x.dtype)
+    geo = v.geometry(f"soft_argmax_{ndim}d", logits, ndim)
+    acc = g.acc_dtype(logits.dtype)
+    kd = g.kernel_dtype(backend, logits.dtype)
+    coords = torch.empty((geo.b, geo.j, ndim), dtype=kd, device=logits.device)  # (x, y[, z])
+    stats = torch.empty((geo.b, geo.j, _NSTATS), dtype=acc, device=logits.device)
+    for r0, r1, xk, _ in v.kernel_chunks(logits, backend, geo):
+        c = g.code(xk.dtype)
+        args = (c, xk.data_ptr(), r1 - r0, geo.d, geo.h, geo.w, ndim, v.row_ptr(coords, r0, ndim),
+                v.row_ptr(stats, r0, _NSTATS))
         if backend == "cuda":
-            ws = g.workspace(backend, g.ext().soft_argmax_workspace_cuda(c, rows, d, h, w), acc, x.device)
-            g.ext().soft_argmax_forward_cuda(c, x.data_ptr(), rows, d, h, w, ndim, coords.data_ptr(),
-                                             stats.data_ptr(), ws.data_ptr(), *g.launch(backend, x.device))
+            ws = g.workspace(backend, g.ext().soft_argmax_workspace_cuda(c, r1 - r0, geo.d, geo.h, geo.w), acc,
+                             xk.device)
+            g.ext().soft_argmax_forward_cuda(*args, ws.data_ptr(), *g.launch(backend, xk.device))
         else:
-            g.ext().soft_argmax_forward_cpu(c, x.data_ptr(), rows, d, h, w, ndim, coords.data_ptr(),
-                                            stats.data_ptr(), *g.launch(backend, x.device))
+            g.ext().soft_argmax_forward_cpu(*args, *g.launch(backend, xk.device))
     return (coords if coords.dtype == logits.dtype else coords.to(logits.dtype)), stats
 
 
 def _backward(backend: str, ndim: int, grad_coords: Tensor, logits: Tensor, stats: Tensor) -> Tensor:
-    op = f"soft_argmax_{ndim}d"
-    x = g.main_input(logits, backend)
-    b, j, d, h, w, rows = g.volume_dims(op, x, ndim)
-    acc = g.acc_dtype(x.dtype)
+    geo = v.geometry(f"soft_argmax_{ndim}d", logits, ndim)
+    acc = g.acc_dtype(logits.dtype)
     gc = g.small(grad_coords, acc)  # (B, J, n)
     st = g.small(stats, acc)
-    grad = torch.empty(x.shape, dtype=x.dtype, device=x.device)
-    if rows:
-        g.kernel("soft_argmax_backward", backend)(g.code(x.dtype), gc.data_ptr(), x.data_ptr(), st.data_ptr(), rows,
-                                                 d, h, w, ndim, grad.data_ptr(), *g.launch(backend, x.device))
-    return grad if grad.dtype == logits.dtype else grad.to(logits.dtype)
+    out = torch.empty(logits.shape, dtype=logits.dtype, device=logits.device)
+    for r0, r1, xk, dst in v.kernel_chunks(logits, backend, geo, out):
+        g.kernel("soft_argmax_backward", backend)(g.code(xk.dtype), v.row_ptr(gc, r0, ndim), xk.data_ptr(),
+                                                 v.row_ptr(st, r0, _NSTATS), r1 - r0, geo.d, geo.h, geo.w, ndim,
+                                                 dst.data_ptr(), *g.launch(backend, xk.device))
+    return out
 
 
 def _define(backend: str, ndim: int):

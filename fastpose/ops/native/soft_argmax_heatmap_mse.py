@@ -7,7 +7,10 @@ Ops (``<b>`` = cpu | cuda):
       weights, stats) -> grad_logits``
 Forward: one read of the logits (coords and the MSE against the on-the-fly Gaussian target).
 Backward: one read of the logits and one write of the gradient, both outputs' gradients combined:
-``dL/dz = p (g_c . (v - coords)) + g_mse 2 w (z - t) / (B J D H W)``. Nothing of volume size is saved.
+``dL/dz = p (g_c . (v - coords)) + g_mse 2 w (z - t) / (B J D H W)``. Nothing of volume size is saved:
+the saved state is the soft-argmax ``stats`` (B, J, 5) = [m, log s, cx, cy, cz] shared by every
+backend (docs/ops.md); the MSE gradient is recomputed. float16/bfloat16 on the CPU are converted
+chunk by chunk of rows (:mod:`fastpose.ops.native._volume`).
 """
 
 from __future__ import annotations
@@ -15,8 +18,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ...reference.heatmap_mse import _normaliser
 from .._dispatch import register_impl
 from . import _glue as g
+from . import _volume as v
 
 __all__: list[str] = []
 
@@ -26,46 +31,47 @@ _NSTATS = 5
 
 def _forward(backend: str, logits: Tensor, joints: Tensor, sigma: float,
              weights: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
-    x = g.main_input(logits, backend)
-    b, j, d, h, w, rows = g.volume_dims(_OP, x, 3)
-    acc = g.acc_dtype(x.dtype)
+    geo = v.geometry(_OP, logits, 3)
+    acc = g.acc_dtype(logits.dtype)
+    kd = g.kernel_dtype(backend, logits.dtype)
     jt = g.small(joints, acc)
     wt = g.small(weights, acc)
-    coords = torch.empty((b, j, 3), dtype=x.dtype, device=x.device)
-    stats = torch.empty((b, j, _NSTATS), dtype=acc, device=x.device)
-    loss_rows = torch.empty(rows, dtype=acc, device=x.device)
-    if rows:
-        c = g.code(x.dtype)
-        args = (c, x.data_ptr(), rows, d, h, w, jt.data_ptr(), float(sigma), g.ptr(wt), coords.data_ptr(),
-                stats.data_ptr(), loss_rows.data_ptr())
+    coords = torch.empty((geo.b, geo.j, 3), dtype=kd, device=logits.device)
+    stats = torch.empty((geo.b, geo.j, _NSTATS), dtype=acc, device=logits.device)
+    loss_rows = torch.empty(geo.rows, dtype=acc, device=logits.device)  # w * sum_v (z - t)^2
+    for r0, r1, xk, _ in v.kernel_chunks(logits, backend, geo):
+        c = g.code(xk.dtype)
+        args = (c, xk.data_ptr(), r1 - r0, geo.d, geo.h, geo.w, v.row_ptr(jt, r0, 3), float(sigma),
+                v.row_ptr(wt, r0), v.row_ptr(coords, r0, 3), v.row_ptr(stats, r0, _NSTATS), v.row_ptr(loss_rows, r0))
         if backend == "cuda":
-            ws = g.workspace(backend, g.ext().soft_argmax_heatmap_mse_workspace_cuda(c, rows, d, h, w), acc,
-                             x.device)
-            g.ext().soft_argmax_heatmap_mse_forward_cuda(*args, ws.data_ptr(), *g.launch(backend, x.device))
+            ws = g.workspace(backend, g.ext().soft_argmax_heatmap_mse_workspace_cuda(c, r1 - r0, geo.d, geo.h, geo.w),
+                             acc, xk.device)
+            g.ext().soft_argmax_heatmap_mse_forward_cuda(*args, ws.data_ptr(), *g.launch(backend, xk.device))
         else:
-            g.ext().soft_argmax_heatmap_mse_forward_cpu(*args, *g.launch(backend, x.device))
-    mse = loss_rows.sum() / max(rows * d * h * w, 1)  # "mean" over B*J*D*H*W; 0 for an empty batch
+            g.ext().soft_argmax_heatmap_mse_forward_cpu(*args, *g.launch(backend, xk.device))
+    mse = loss_rows.sum() / _normaliser("mean", geo.rows, geo.n_vox)  # 0 for an empty batch
     return coords.to(logits.dtype), mse.to(logits.dtype), stats
 
 
 def _backward(backend: str, grad_coords: Tensor | None, grad_mse: Tensor | None, logits: Tensor, joints: Tensor,
               sigma: float, weights: Tensor | None, stats: Tensor) -> Tensor:
-    x = g.main_input(logits, backend)
-    b, j, d, h, w, rows = g.volume_dims(_OP, x, 3)
+    geo = v.geometry(_OP, logits, 3)
+    out = torch.empty(logits.shape, dtype=logits.dtype, device=logits.device)
     if grad_coords is None and grad_mse is None:
-        return torch.zeros(logits.shape, dtype=logits.dtype, device=logits.device)
-    acc = g.acc_dtype(x.dtype)
+        return out.zero_()
+    acc = g.acc_dtype(logits.dtype)
     gc = g.small(grad_coords, acc)  # (B, J, 3) or None
     gm = g.small(grad_mse, acc)  # () or None: read by the kernel from memory (no host sync)
     jt = g.small(joints, acc)
     wt = g.small(weights, acc)
     st = g.small(stats, acc)
-    grad = torch.empty(x.shape, dtype=x.dtype, device=x.device)
-    if rows:
+    scale = 2.0 / _normaliser("mean", geo.rows, geo.n_vox)
+    for r0, r1, xk, dst in v.kernel_chunks(logits, backend, geo, out):
         g.kernel("soft_argmax_heatmap_mse_backward", backend)(
-            g.code(x.dtype), g.ptr(gc), g.ptr(gm), x.data_ptr(), rows, d, h, w, jt.data_ptr(), float(sigma),
-            g.ptr(wt), st.data_ptr(), 2.0 / max(rows * d * h * w, 1), grad.data_ptr(), *g.launch(backend, x.device))
-    return grad.to(logits.dtype)
+            g.code(xk.dtype), v.row_ptr(gc, r0, 3), g.ptr(gm), xk.data_ptr(), r1 - r0, geo.d, geo.h, geo.w,
+            v.row_ptr(jt, r0, 3), float(sigma), v.row_ptr(wt, r0), v.row_ptr(st, r0, _NSTATS), scale,
+            dst.data_ptr(), *g.launch(backend, xk.device))
+    return out
 
 
 def _define(backend: str):

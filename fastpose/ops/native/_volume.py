@@ -1,0 +1,77 @@
+"""Volume plumbing shared by the native volumetric ops (soft-argmax, heatmap MSE, fused head).
+
+The C++ kernels see a volume as ``rows`` = B*J contiguous rows of N_vox = D*H*W values in the
+kernel dtype (:func:`fastpose.ops.native._glue.kernel_dtype`). When the input already is in that
+dtype and contiguous (float32/float64 anywhere, every dtype on CUDA) the kernels read it in place,
+in one launch. The CPU kernels take float32/float64 only, so float16/bfloat16 input is converted
+chunk by chunk of whole rows (at most :data:`fastpose.reference._rows.CHUNK_ELEMS` values, the
+same chunking as the reference), one launch per chunk: the float32 copy of the whole volume (twice
+the input's size) never exists, and gradients are written into the input-dtype result chunk by
+chunk. This keeps forward + backward within one input-sized volume above the inputs (docs/ops.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ...reference import _rows
+from . import _glue as g
+
+__all__: list[str] = []
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """(B, J, D, H, W) of a (B, J, [D,] H, W) volume; 2D maps have D = 1. rows = B*J."""
+
+    b: int
+    j: int
+    d: int
+    h: int
+    w: int
+
+    @property
+    def rows(self) -> int:
+        return self.b * self.j
+
+    @property
+    def n_vox(self) -> int:
+        return self.d * self.h * self.w
+
+
+def geometry(op: str, x: Tensor, ndim: int) -> Geometry:
+    """The volume's geometry; an empty volume with joints to serve is refused (ValueError)."""
+    b, j, d, h, w, _rows_ = g.volume_dims(op, x, ndim)
+    return Geometry(b, j, d, h, w)
+
+
+def kernel_chunks(x: Tensor, backend: str, geo: Geometry,
+                  out: Tensor | None = None) -> Iterator[tuple[int, int, Tensor, Tensor | None]]:
+    """Yield ``(r0, r1, xk, dst)``: ``xk`` is rows [r0, r1) of ``x`` as a contiguous (r1 - r0, N_vox)
+    tensor in the kernel dtype. One chunk (``x`` itself, no copy) unless ``x`` must be converted on
+    the CPU. With ``out`` (a fresh contiguous gradient of x's shape and dtype), ``dst`` is the
+    (r1 - r0, N_vox) kernel-dtype buffer the kernel writes: a view of ``out``, or a temporary that is
+    copied into ``out`` when the caller asks for the next chunk (iterate to the end)."""
+    rows, n_vox = geo.rows, geo.n_vox
+    if rows == 0:
+        return
+    kd = g.kernel_dtype(backend, x.dtype)
+    out_flat = None if out is None else out.view(rows, n_vox)
+    if kd == x.dtype:
+        yield 0, rows, g.main_input(x, backend).view(rows, n_vox), out_flat
+        return
+    flat = x.contiguous().view(rows, n_vox)  # a view for contiguous input
+    for r0, r1 in _rows.row_chunks(rows, n_vox, x):
+        dst = None if out is None else torch.empty((r1 - r0, n_vox), dtype=kd, device=x.device)
+        yield r0, r1, flat[r0:r1].to(kd), dst
+        if out_flat is not None:
+            out_flat[r0:r1].copy_(dst)
+
+
+def row_ptr(t: Tensor | None, r0: int, per_row: int = 1) -> int:
+    """Pointer to row ``r0`` of a contiguous per-row buffer (``per_row`` values a row); 0 for None."""
+    return 0 if t is None else t.data_ptr() + r0 * per_row * t.element_size()
