@@ -22,11 +22,13 @@ __all__ = ["registered_backends"]
 # Functions of fastpose._C this package calls; a build from an older csrc/ lacks some of them.
 _REQUIRED = {
     "cpu": ("row_scale_cpu", "soft_argmax_forward_cpu", "soft_argmax_backward_cpu", "heatmap_mse_forward_cpu",
+            "heatmap_mse_backward_cpu",
             "soft_argmax_heatmap_mse_forward_cpu", "soft_argmax_heatmap_mse_backward_cpu",
             "project_forward_cpu", "project_backward_cpu", "reprojection_forward_cpu",
             "buffer_roles"),  # with the camera index map (cam_div) and the buffer role tables
     "cuda": ("row_scale_cuda", "soft_argmax_workspace_cuda", "soft_argmax_forward_cuda",
              "soft_argmax_backward_cuda", "heatmap_mse_workspace_cuda", "heatmap_mse_forward_cuda",
+             "heatmap_mse_backward_cuda",
              "soft_argmax_heatmap_mse_workspace_cuda", "soft_argmax_heatmap_mse_forward_cuda",
              "soft_argmax_heatmap_mse_backward_cuda", "project_forward_cuda", "project_backward_cuda",
              "reprojection_workspace_cuda", "reprojection_forward_cuda"),
