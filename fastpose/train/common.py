@@ -57,6 +57,7 @@ __all__ = [
     "accumulate",
     "add_run_arguments",
     "add_run_group",
+    "check_resume",
     "check_resume_config",
     "check_writable_dir",
     "jsonable",
@@ -613,6 +614,13 @@ def check_resume_config(ckpt: Mapping, config: Mapping, path: str | Path, log: C
     if changed:
         log("resuming with overridden settings: " + ", ".join(f"{k} {then.get(k)!r} -> {now.get(k)!r}"
                                                             for k in changed))
+
+
+def check_resume(path: str | Path, *, arch: Mapping[str, Any], config: Mapping[str, Any]) -> None:
+    """The checks of :func:`resume_training` (architecture, settings) without restoring anything:
+    the command line runs them before loading data, so a mismatch is reported in seconds."""
+    ckpt = load_checkpoint(path, expected_arch=arch, map_location="cpu")
+    check_resume_config(ckpt, config, path, log=lambda s: None)
 
 
 def resume_training(

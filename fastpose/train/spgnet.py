@@ -260,6 +260,8 @@ def run(args: argparse.Namespace) -> int:
     eval_sets = [] if args.no_eval else _eval_sets(cfg.data_config, args.eval_on)
     common.check_writable_dir(cfg.out_dir)
     common.refuse_to_overwrite(cfg.out_dir, cfg.resume, args.overwrite, "fastpose train spgnet")
+    if cfg.resume:  # a wrong checkpoint or changed settings: said now, not after loading the data
+        common.check_resume(cfg.resume, arch=cfg.model_config.to_dict(), config=asdict(cfg))
     rt = common.init_runtime(cfg.device)
     try:
         if rt.is_main and rt.device.type == "cpu" and cfg.channels >= PAPER_PRESET["channels"]:

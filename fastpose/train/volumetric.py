@@ -318,6 +318,9 @@ def run(args: argparse.Namespace) -> int:
     common.refuse_to_overwrite(cfg.out_dir, cfg.resume, args.overwrite, "fastpose train volumetric")
     if cfg.pretrained and not cfg.resume:
         read_pretrained(cfg.pretrained)  # a bad file is reported now, not after building the data
+    if cfg.resume:  # a wrong checkpoint or changed settings: said now, not after building the data
+        common.check_resume(cfg.resume, arch={"model": "volumetric", **cfg.model_config.to_dict()},
+                            config=asdict(cfg))
     rt = common.init_runtime(cfg.device)
     try:
         if rt.is_main and rt.device.type == "cpu" and cfg.size == "paper":

@@ -101,14 +101,19 @@ def test_a_run_stopped_by_max_steps_is_still_evaluated(tmp_path, capsys):
     assert meta["data"] == "synthetic" and meta["synthetic_frames"] == 30 and meta["synthetic_seed"] == 0
 
 
-def test_resume_with_other_settings_is_refused_unless_overridden(tmp_path, capsys):
+def test_resume_with_other_settings_is_refused_unless_overridden(tmp_path, capsys, monkeypatch):
     out = tmp_path / "run"
     assert main(["train", "spgnet", *TINY, "--epochs", "2", "--max-steps", "1", "--no-eval", "--out", str(out)]) == 0
     ckpt = out / "checkpoint.pt"
     before = _digest(ckpt)
     capsys.readouterr()
     resume = ["train", "spgnet", *TINY, "--out", str(out), "--resume", str(ckpt), "--no-eval"]
-    assert main([*resume, "--epochs", "3", "--synthetic-frames", "40"]) == 2
+    def no_data(*args, **kwargs):
+        raise AssertionError("the data was loaded before the resume was checked")
+
+    with monkeypatch.context() as m:
+        m.setattr(spgnet_train, "load_data", no_data)  # refused before any data is loaded
+        assert main([*resume, "--epochs", "3", "--synthetic-frames", "40"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "cannot resume" in err, err
     assert "epochs: checkpoint 2, this run 3" in err and "synthetic_frames: checkpoint 30, this run 40" in err
