@@ -207,6 +207,40 @@ class KernelSpec:
         if missing:
             raise ValueError(f"KernelSpec {self.name!r}: buffers {missing} are not placed in args {self.args}")
 
+    def _plan(self, backend: str) -> tuple[frozenset[str], tuple, tuple]:
+        """(buffer names, (name, is_acc, shape, optional) per buffer, (is_buffer, name) per arg) of
+        ``backend``'s entry point, built once: the per-launch check is on the hot path."""
+        plan = _PLANS.get((self.name, backend))
+        if plan is None:
+            mine = [b for b in self.buffers if backend in b.backends]
+            names = frozenset(b.name for b in mine)
+            other = {b.name for b in self.buffers} - names  # buffers of the other backend only
+            args = tuple((a in names, a) for a in self.args if a not in other)
+            plan = (names, tuple((b.name, b.role == "acc", b.shape, b.optional) for b in mine), args)
+            _PLANS[(self.name, backend)] = plan
+        return plan
+
+    def _ok(self, backend: str, dtype: torch.dtype, device: torch.device, sizes: Mapping[str, int],
+            buffers: Mapping[str, Tensor | None]) -> bool:
+        """The fast pass of :meth:`check` (no messages): True when everything matches."""
+        if backend not in _BACKENDS or (backend == "cpu" and dtype not in (torch.float32, torch.float64)):
+            return False
+        names, items, _ = self._plan(backend)
+        if buffers.keys() != names:
+            return False
+        acc = torch.float64 if dtype is torch.float64 else torch.float32  # dtypes are singletons
+        for name, is_acc, shape, optional in items:
+            t = buffers[name]
+            if t is None:
+                if optional:
+                    continue
+                return False
+            if (not isinstance(t, Tensor) or t.dtype is not (acc if is_acc else dtype) or t.device != device
+                    or t.shape != tuple([sizes[d] if isinstance(d, str) else d for d in shape])
+                    or not t.is_contiguous()):
+                return False
+        return True
+
     def roles(self) -> dict[str, str]:
         """{buffer: role}: compared with ``fastpose._C.buffer_roles()[name]`` by the tests."""
         return {b.name: b.role for b in self.buffers}
@@ -216,6 +250,8 @@ class KernelSpec:
         """Raise ValueError unless ``buffers`` are exactly what the kernel expects: every declared
         buffer of this backend given (None only if optional), no other, each a tensor of its role's
         dtype (``dtype`` is the storage dtype T), of its declared shape, contiguous and on ``device``."""
+        if self._ok(backend, dtype, device, sizes, buffers):
+            return
         where = f"{self.name}_{backend}"
         if backend not in _BACKENDS:
             raise ValueError(f"{where}: backend must be one of {_BACKENDS}, got {backend!r}")
@@ -257,18 +293,14 @@ class KernelSpec:
         self.check(backend, dtype, device, sizes, buffers)
         if _DRY_RUN.get():
             return
-        mine = {b.name for b in self.buffers if backend in b.backends}
         scalars = scalars or {}
-        values = []
-        for a in self.args:
-            if a in mine:
-                values.append(ptr(buffers[a]))
-            elif any(b.name == a for b in self.buffers):
-                continue  # a buffer of the other backend's entry point
-            else:
-                values.append(scalars[a] if a in scalars else sizes[a])
+        values = [ptr(buffers[a]) if is_buf else (scalars[a] if a in scalars else sizes[a])
+                  for is_buf, a in self._plan(backend)[2]]
         kernel(self.name, backend)(code(dtype), *values, *launch(backend, device))
 
+
+# (kernel name, backend) -> KernelSpec._plan: module level because the dataclass is frozen.
+_PLANS: dict[tuple[str, str], tuple[frozenset[str], tuple, tuple]] = {}
 
 SPECS: dict[str, KernelSpec] = {}
 
