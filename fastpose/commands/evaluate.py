@@ -39,6 +39,9 @@ def add_parser(sub) -> None:
                    help="checkpoint written by 'fastpose train'")
     p.add_argument("--out", default=None,
                    help="directory for evaluation.json/.md (default: the checkpoint's directory)")
+    p.add_argument("--name", default=None,
+                   help="file stem of the results: <name>.json/.md (default: 'evaluation'; with --motion FILE "
+                        "'evaluation_<FILE's stem>', so the training run's evaluation.json is kept)")
     p.add_argument("--no-flip-test", action="store_true", help="no test-time flip augmentation")
     p.add_argument("--device", default="auto", type=train_args.device_name, help="auto, cpu, cuda or cuda:N")
     p.add_argument("--threads", type=train_args.positive_int, default=None,
@@ -80,6 +83,7 @@ def _run(args: argparse.Namespace) -> int:
         if args.breakdown:
             print("\nper joint (MPJPE, mm):\n" + report.per_joint_table())
             print("\nper sequence (mm):\n" + report.per_sequence_table())
-        pj, pm = report.save(out, stem="evaluation" if i == 0 else f"evaluation_{name}")
+        base = args.name or (f"evaluation_{Path(args.motion).stem}" if args.motion else "evaluation")
+        pj, pm = report.save(out, stem=base if i == 0 else f"{base}_{name}")
         print(f"evaluation: {pj}, {pm}", file=sys.stdout)
     return 0

@@ -179,7 +179,7 @@ def test_evaluate_a_motion_file_with_breakdowns(tmp_path, capsys):
                  "S9,S11", "--noise-px", "5", "--breakdown", "--out", str(tmp_path / "ev"), "--device", "cpu"]) == 0
     printed = capsys.readouterr().out
     assert "per joint (MPJPE, mm)" in printed and "per sequence (mm)" in printed
-    report = json.loads((tmp_path / "ev" / "evaluation.json").read_text())
+    report = json.loads((tmp_path / "ev" / "evaluation_walks.json").read_text())
     assert report["meta"]["data"] == str(motion) and report["meta"]["noise_px"] == 5.0
     assert report["meta"]["part"] == "all" and report["meta"]["subjects"] == ["S9", "S11"]
     assert {s["subject"] for s in report["per_sequence"]} == {"S9", "S11"}
