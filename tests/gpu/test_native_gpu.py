@@ -128,6 +128,33 @@ def test_low_precision(op, dtype):
     assert_low_precision(grad, ref_grad, exp_grad, f"{op}[cuda] {dtype} gradient")
 
 
+@pytest.mark.parametrize("op", ["project_to_2d", "reprojection_loss"])
+@pytest.mark.parametrize("cam_shape", [(64, 1), (243,), (), (64, 243), (1, 243)], ids=str)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=["float32", "float16"])
+def test_camera_broadcast_forms(op, cam_shape, dtype):
+    """Cameras broadcast like torch on CUDA (index map, never expanded): same per-point bits as the
+    explicitly expanded camera, and the reference's values (issue 13)."""
+    pts, _cam, kp, w = _points(5, 64, 243, 17, dtype)
+    cam = torch.tensor(H36M_CAMERA, device=DEV).expand(*cam_shape, 9).clone()
+    cam[..., :4] += torch.randn(*cam_shape, 4, generator=_gen(6), device=DEV) * 0.01
+
+    def call(c):
+        return (lambda t, be: (ops.project_to_2d(t, c, backend=be),)) if op == "project_to_2d" else (
+            lambda t, be: (ops.reprojection_loss(t, c, kp, w, backend=be),))
+
+    out, grad = _run(call(cam), pts, "cuda")
+    full_out, full_grad = _run(call(cam.expand(64, 243, 9).contiguous()), pts, "cuda")
+    exp_out, exp_grad = _run(call(cam), pts.double(), "reference")
+    assert torch.equal(grad, full_grad), f"{op}[cuda] camera {cam_shape}: gradient differs from the expanded camera"
+    for o, f, e in zip(out, full_out, exp_out, strict=True):
+        if op == "project_to_2d":
+            assert torch.equal(o, f), f"{op}[cuda] camera {cam_shape}: output differs from the expanded camera"
+        if dtype == torch.float32:
+            assert_close(o, e, dtype, f"{op}[cuda] camera {cam_shape} output")
+    if dtype == torch.float32:
+        assert_close(grad, exp_grad, dtype, f"{op}[cuda] camera {cam_shape} gradient")
+
+
 @pytest.mark.parametrize("op", OPS)
 def test_bitwise_reproducible(op):
     x, fn = _case(op, 4, torch.float32)
