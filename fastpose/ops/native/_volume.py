@@ -64,10 +64,18 @@ def kernel_chunks(x: Tensor, backend: str, geo: Geometry,
     if kd == x.dtype:
         yield 0, rows, g.main_input(x, backend).view(rows, n_vox), out_flat
         return
+    # Only the CPU converts (CUDA kernels take every dtype), and CPU kernels are synchronous, so one
+    # input buffer and one output buffer are reused for every chunk: 2 chunks of float32 in all.
     flat = x.contiguous().view(rows, n_vox)  # a view for contiguous input
-    for r0, r1 in _rows.row_chunks(rows, n_vox, x):
-        dst = None if out is None else torch.empty((r1 - r0, n_vox), dtype=kd, device=x.device)
-        yield r0, r1, flat[r0:r1].to(kd), dst
+    chunks = list(_rows.row_chunks(rows, n_vox, x))
+    most = max(r1 - r0 for r0, r1 in chunks)
+    src_buf = torch.empty((most, n_vox), dtype=kd, device=x.device)
+    dst_buf = None if out is None else torch.empty((most, n_vox), dtype=kd, device=x.device)
+    for r0, r1 in chunks:
+        xk = src_buf[: r1 - r0]
+        xk.copy_(flat[r0:r1])
+        dst = None if dst_buf is None else dst_buf[: r1 - r0]
+        yield r0, r1, xk, dst
         if out_flat is not None:
             out_flat[r0:r1].copy_(dst)
 
