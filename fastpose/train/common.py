@@ -660,30 +660,41 @@ def resume_training(
 
 
 class _InterruptFlag:
-    """While active, the first SIGINT (Ctrl-C) only sets ``self.set``: the loop stops at the end of
-    the current step -- the model, optimizer and scheduler consistent -- and checkpoints. A second
-    Ctrl-C raises KeyboardInterrupt at once (the previous handler is restored after the first)."""
+    """While active, the first SIGINT (Ctrl-C) or SIGTERM (a scheduler's pre-emption, torchrun
+    stopping its workers) only sets ``self.set``: the loop stops at the end of the current step --
+    model, optimizer and scheduler consistent -- and checkpoints. A second signal of that kind
+    acts at once (its previous handler is restored after the first: Ctrl-C then raises
+    KeyboardInterrupt). Handlers can only be installed from the main thread; elsewhere the
+    process's own handling applies."""
+
+    _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self) -> None:
         self.set = False
-        self._previous = None
+        self._previous: dict = {}
 
     def __enter__(self) -> _InterruptFlag:
         import threading
 
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
+            self._previous = {s: signal.signal(s, self._handle) for s in self._SIGNALS}
         return self
 
     def _handle(self, signum, frame) -> None:
         self.set = True
-        signal.signal(signal.SIGINT, self._previous)
-        print("\nCtrl-C: stopping after this step and saving a checkpoint (Ctrl-C again to abort at once)",
+        signal.signal(signum, self._previous[signum])
+        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        print(f"\n{name}: stopping after this step and saving a checkpoint ({name} again to stop at once)",
               file=sys.stderr, flush=True)
 
     def __exit__(self, *exc) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
+
+
+# Under torchrun the ranks agree on Ctrl-C / time-limit stops every this many steps (one small
+# all-reduce that waits for the device); a single process checks every step without a sync.
+_STOP_SYNC_EVERY = 10
 
 
 def run_training(
@@ -724,7 +735,7 @@ def run_training(
 
     Checkpoints (rank 0): at the end of every epoch, every ``checkpoint_every`` steps, and when
     the run stops early -- ``max_steps`` optimizer steps in all, ``time_limit`` minutes of this
-    call, or Ctrl-C (SIGINT; the step in progress completes first). The checkpoint holds the
+    call, or Ctrl-C / SIGTERM (the step in progress completes first). The checkpoint holds the
     position, the running sums of the epoch and the RNG states, so a resumed run continues with
     exactly the losses of an uninterrupted one. Under torchrun every rank stops at the same step.
     After Ctrl-C the checkpoint is written, the resume command is logged and KeyboardInterrupt is
@@ -799,7 +810,7 @@ def run_training(
     stop_reason = "finished" if finished else (reason or "finished")
     if not finished and rt.is_main:
         why = {"max_steps": f"max_steps={max_steps} reached", "time_limit": f"time_limit={time_limit} min reached",
-               "interrupted": "interrupted (Ctrl-C)"}[stop_reason]
+               "interrupted": "interrupted (Ctrl-C / SIGTERM)"}[stop_reason]
         log(f"stopped at epoch {state.epoch + 1}, step {state.step_in_epoch} of {steps_per_epoch}: {why}; "
             f"checkpoint {checkpoint_path} saved; resume with: {resume_command} {checkpoint_path}")
     if stop_reason == "interrupted":
@@ -811,9 +822,12 @@ def run_training(
 
 def _stop_reason(global_step: int, max_steps: int | None, time_limit: float | None, t0: float,
                  interrupted: bool, rt: Runtime) -> str | None:
-    """Why to stop after this step (None: go on); the same answer on every rank."""
+    """Why to stop after this step (None: go on); the same answer on every rank (max_steps is the
+    same everywhere; the signal and clock flags are agreed every ``_STOP_SYNC_EVERY`` steps)."""
     flags = [interrupted, time_limit is not None and time.perf_counter() - t0 > 60 * time_limit]
-    if rt.distributed:
+    if rt.distributed and global_step % _STOP_SYNC_EVERY:
+        flags = [False, False]
+    elif rt.distributed:
         t = torch.tensor([float(f) for f in flags], device=rt.device if rt.device.type == "cuda" else "cpu")
         dist.all_reduce(t, op=dist.ReduceOp.MAX)
         flags = [bool(v > 0) for v in t.tolist()]

@@ -35,15 +35,15 @@ def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _interrupt_at(monkeypatch, call: int) -> None:
-    """Send SIGINT (as Ctrl-C does) from inside the ``call``-th training step's loss."""
+def _interrupt_at(monkeypatch, call: int, sig: int = signal.SIGINT) -> None:
+    """Send ``sig`` (SIGINT: as Ctrl-C does) from inside the ``call``-th training step's loss."""
     original = spgnet_train.spgnet_loss
     calls = [0]
 
     def loss(*args, **kwargs):
         calls[0] += 1
         if calls[0] == call:
-            signal.raise_signal(signal.SIGINT)
+            signal.raise_signal(sig)
         return original(*args, **kwargs)
 
     monkeypatch.setattr(spgnet_train, "spgnet_loss", loss)
@@ -70,8 +70,9 @@ def test_ctrl_c_saves_a_checkpoint_that_resumes_exactly(tmp_path, data, monkeypa
     monkeypatch.undo()
     ckpt = common.load_checkpoint(tmp_path / "part" / "checkpoint.pt")
     assert ckpt["progress"]["global_step"] == 3 and ckpt["extra"]["reason"] == "interrupted"
-    assert any("interrupted (Ctrl-C)" in m and "--resume" in m for m in logged), logged
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler was restored
+    assert any("interrupted (Ctrl-C" in m and "--resume" in m for m in logged), logged
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handlers were restored
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
     rest = train_spgnet(_tiny_cfg(tmp_path / "part", resume=str(tmp_path / "part" / "checkpoint.pt")), data,
                         log=lambda s: None)
     assert rest.finished and len(full.step_losses) > 4
@@ -80,8 +81,9 @@ def test_ctrl_c_saves_a_checkpoint_that_resumes_exactly(tmp_path, data, monkeypa
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
-def test_ctrl_c_on_the_command_line_exits_130_and_says_how_to_resume(tmp_path, monkeypatch, capsys):
-    _interrupt_at(monkeypatch, 2)
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_ctrl_c_on_the_command_line_exits_130_and_says_how_to_resume(tmp_path, monkeypatch, capsys, sig):
+    _interrupt_at(monkeypatch, 2, sig)
     out = tmp_path / "run"
     assert main(["train", "spgnet", *TINY, "--epochs", "2", "--out", str(out)]) == 130
     captured = capsys.readouterr()
