@@ -34,7 +34,7 @@ EVALUATORS: dict[str, str] = {
 
 def add_parser(sub) -> None:
     p = sub.add_parser("evaluate", help="evaluate a checkpoint per action, joint and sequence (VideoPose3D protocols)",
-                       description=__doc__.split("\n\nThe checkpoint's")[0])
+                       description=__doc__.split("\n\nThe checkpoint's")[0].replace("``", "'").replace("::", ":"))
     p.add_argument("--checkpoint", required=True, type=train_args.existing_file,
                    help="checkpoint written by 'fastpose train'")
     p.add_argument("--out", default=None,

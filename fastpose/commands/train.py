@@ -29,7 +29,7 @@ MODELS: dict[str, tuple[str, object, str]] = {
 
 def add_parser(sub) -> None:
     p = sub.add_parser("train", help="train a model (spgnet, volumetric); see 'fastpose train MODEL --help'",
-                       description=__doc__.split("\n\n")[0])
+                       description=__doc__.split("\n\n")[0].replace("``", "'"))
     models = p.add_subparsers(dest="model", metavar="MODEL")
     models.required = True
     for name, (doc, add_arguments, module) in MODELS.items():
