@@ -32,6 +32,9 @@ EVALUATORS: dict[str, str] = {
 }
 
 
+_SEQUENCE_ROWS = 40  # longer per-sequence tables go to the files only, unless --breakdown
+
+
 def add_parser(sub) -> None:
     p = sub.add_parser("evaluate", help="evaluate a checkpoint per action, joint and sequence (VideoPose3D protocols)",
                        description=__doc__.split("\n\nThe checkpoint's")[0].replace("``", "'").replace("::", ":"))
@@ -46,8 +49,9 @@ def add_parser(sub) -> None:
     p.add_argument("--device", default="auto", type=train_args.device_name, help="auto, cpu, cuda or cuda:N")
     p.add_argument("--threads", type=train_args.positive_int, default=None,
                    help="torch CPU threads (default: 1 when the machine is already busy, else torch's choice)")
-    p.add_argument("--breakdown", action="store_true", help="also print the per-joint and per-sequence tables "
-                   "(they are always in evaluation.json/.md)")
+    p.add_argument("--breakdown", action="store_true",
+                   help="print the per-sequence table however long (the per-joint table is always printed; "
+                        "both are always in the .json/.md files)")
     train_args.add_evaluate_arguments(p)
     p.set_defaults(func=_run)
 
@@ -80,10 +84,13 @@ def _run(args: argparse.Namespace) -> int:
         print(f"\n=== {model} on {meta.get('data', '?')}" + (f" ({meta['part']} part)" if meta.get("part") else "")
               + (f", subjects {','.join(meta['subjects'])}" if meta.get("subjects") else ""))
         print(report.table())
-        if args.breakdown:
+        if report.per_joint:
             print("\nper joint (MPJPE, mm):\n" + report.per_joint_table())
-            print("\nper sequence (mm):\n" + report.per_sequence_table())
         base = args.name or (f"evaluation_{Path(args.motion).stem}" if args.motion else "evaluation")
         pj, pm = report.save(out, stem=base if i == 0 else f"{base}_{name}")
+        if args.breakdown or len(report.per_sequence) <= _SEQUENCE_ROWS:
+            print("\nper sequence (mm):\n" + report.per_sequence_table())
+        else:
+            print(f"\nper sequence: {len(report.per_sequence)} rows in {pm} (--breakdown prints them)")
         print(f"evaluation: {pj}, {pm}", file=sys.stdout)
     return 0
