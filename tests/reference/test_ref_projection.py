@@ -78,23 +78,23 @@ def _points(shape, gen, clamp_some=True):
     return torch.cat([uv * z, z], dim=-1)
 
 
-def _cameras(prefix, gen):
-    cam = torch.tensor(H36M, dtype=torch.float64).expand(prefix + (9,)).clone()
-    cam[..., 4:] += torch.randn(prefix + (5,), generator=gen, dtype=torch.float64) * 0.05  # distortion
-    cam[..., :4] += torch.randn(prefix + (4,), generator=gen, dtype=torch.float64) * 0.05
+def _cameras(lead, gen):
+    cam = torch.tensor(H36M, dtype=torch.float64).expand(lead + (9,)).clone()
+    cam[..., 4:] += torch.randn(lead + (5,), generator=gen, dtype=torch.float64) * 0.05  # distortion
+    cam[..., :4] += torch.randn(lead + (4,), generator=gen, dtype=torch.float64) * 0.05
     return cam
 
 
 # camera leading dims for points (3, 4, J, 3): torch broadcasting (aligned from the right)
-CAMERA_PREFIXES = [(), (3, 1), (4,), (1, 4), (3, 4)]
+CAMERA_LEADS = [(), (3, 1), (4,), (1, 4), (3, 4)]
 
 
-@pytest.mark.parametrize("cprefix", CAMERA_PREFIXES)
+@pytest.mark.parametrize("clead", CAMERA_LEADS)
 @pytest.mark.parametrize("j", [17, 18])
-def test_matches_per_point_loop(cprefix, j):
-    gen = torch.Generator().manual_seed(30 + len(cprefix) + j)
+def test_matches_per_point_loop(clead, j):
+    gen = torch.Generator().manual_seed(30 + len(clead) + j)
     points = _points((3, 4, j), gen)
-    camera = _cameras(cprefix, gen)
+    camera = _cameras(clead, gen)
     out = project_to_2d(points, camera)
     assert out.shape == (3, 4, j, 2) and out.dtype == torch.float64
     torch.testing.assert_close(out, _naive_project(points, camera), rtol=1e-12, atol=1e-12)
@@ -116,11 +116,11 @@ def test_zero_distortion_is_pinhole(f, c, seed):
     torch.testing.assert_close(project_to_2d(points, camera), expected, rtol=1e-13, atol=1e-13)
 
 
-@pytest.mark.parametrize("cprefix", CAMERA_PREFIXES)
-def test_project_backward_matches_autograd(cprefix):
+@pytest.mark.parametrize("clead", CAMERA_LEADS)
+def test_project_backward_matches_autograd(clead):
     gen = torch.Generator().manual_seed(31)
     points = _points((3, 4, 17), gen)
-    camera = _cameras(cprefix, gen)
+    camera = _cameras(clead, gen)
     g = torch.randn((3, 4, 17, 2), generator=gen, dtype=torch.float64)
     pr = points.clone().requires_grad_(True)
     (expected,) = torch.autograd.grad(project_to_2d(pr, camera), pr, g)
@@ -131,12 +131,12 @@ def test_project_backward_matches_autograd(cprefix):
     assert clamped_x.any() and (got[..., 0][clamped_x] == 0).all()
 
 
-@pytest.mark.parametrize("cprefix", CAMERA_PREFIXES)
+@pytest.mark.parametrize("clead", CAMERA_LEADS)
 @pytest.mark.parametrize("weighted", [False, True])
-def test_reprojection_loss_matches_loop_and_autograd(cprefix, weighted):
+def test_reprojection_loss_matches_loop_and_autograd(clead, weighted):
     gen = torch.Generator().manual_seed(32)
     points = _points((3, 4, 17), gen)
-    camera = _cameras(cprefix, gen)
+    camera = _cameras(clead, gen)
     kp = project_to_2d(points, camera) + 0.05 * torch.randn((3, 4, 17, 2), generator=gen, dtype=torch.float64)
     weights = torch.rand((3, 4, 17), generator=gen, dtype=torch.float64) + 0.5 if weighted else None
     loss = reprojection_loss(points, camera, kp, weights)
