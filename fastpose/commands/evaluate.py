@@ -62,10 +62,13 @@ def _run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path(args.checkpoint).parent
     common.check_writable_dir(out, "--out")  # before minutes of evaluation
     common.set_threads(args.threads)
-    if args.device == "auto":
-        import torch
+    import torch
 
+    if args.device == "auto":
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    elif args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise CommandError(f"--device {args.device}: CUDA is not available here (torch.cuda.is_available() is "
+                           "False); use --device cpu or auto")
     from fastpose.models import load_checkpoint
 
     net = load_checkpoint(args.checkpoint, device=args.device)  # one-line ValueError for a corrupt file

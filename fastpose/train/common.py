@@ -131,8 +131,9 @@ def init_runtime(device: str = "auto") -> Runtime:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     dev = torch.device(device)
     if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise RuntimeError(f"init_runtime: device {device!r} requested but CUDA is not available")
+        if not torch.cuda.is_available():  # a user's choice that cannot work: ValueError (one line in the CLI)
+            raise ValueError(f"--device {device}: CUDA is not available here (torch.cuda.is_available() is False, "
+                             f"torch {torch.__version__}); use --device cpu or auto")
         if dev.index is None:
             dev = torch.device("cuda", local if world > 1 else torch.cuda.current_device())
         torch.cuda.set_device(dev)

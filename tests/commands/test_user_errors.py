@@ -155,3 +155,11 @@ def test_paper_size_on_a_cpu_warns(tmp_path, capsys):
     assert "--preset demo" in err
     assert main([*argv[:-1], str(tmp_path / "run2"), "--channels", "256"]) == 0
     assert "warning" not in capsys.readouterr().err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_without_a_gpu_is_one_line(trained, tmp_path, capsys):
+    assert main(["train", "spgnet", *TINY, "--device", "cuda", "--out", str(tmp_path / "run")]) == 2
+    _one_line(capsys.readouterr().err, "fastpose train spgnet: error: --device cuda: CUDA is not available")
+    assert main(["evaluate", "--checkpoint", str(trained), "--device", "cuda:0", "--out", str(tmp_path / "ev")]) == 2
+    _one_line(capsys.readouterr().err, "fastpose evaluate: error: --device cuda:0: CUDA is not available")
