@@ -2,8 +2,14 @@
 
 One module per op stem (``soft_argmax``, ``heatmap_mse``, ``soft_argmax_heatmap_mse``,
 ``projection``), each holding its private ``@triton.jit`` kernels, host launchers and
-``torch.library`` operators ``fastpose::<op>_triton`` / ``fastpose::<op>_triton_backward``.
-Importing this package registers every op with :func:`fastpose.ops._dispatch.register_impl`.
+``torch.library`` operators ``fastpose::<op>_triton`` / ``fastpose::<op>_triton_backward``, and a
+table ``IMPLS`` of ``(op, implementation, reasons)``.
+
+This package does not import :mod:`fastpose.ops` and registers nothing by itself: the dispatcher
+(``fastpose.ops._load_backends``) imports it and registers :func:`implementations` with
+``register_impl(op, "triton", fn, devices=DEVICES, dtypes=DTYPES, reasons=reasons, note=NOTE)``.
+So the dependency goes one way, ``fastpose.ops`` -> ``kernels``, and importing the kernels alone
+(tests, the compile checks) has no side effect on the dispatch.
 
 Devices: CUDA; and the CPU only under ``TRITON_INTERPRET=1`` (the Triton interpreter, for tests;
 it must be set before this package is imported). dtypes: float16, bfloat16, float32 (float32
@@ -23,26 +29,25 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "install it with: pip install 'fastpose[triton]'"
     ) from exc
 
+from collections.abc import Callable
+
 import torch
 
 from . import heatmap_mse, projection, soft_argmax, soft_argmax_heatmap_mse
 from ._common import INTERPRET
 
-__all__ = ["DEVICES", "DTYPES", "heatmap_mse", "projection", "soft_argmax", "soft_argmax_heatmap_mse"]
+__all__ = ["DEVICES", "DTYPES", "NOTE", "heatmap_mse", "implementations", "projection", "soft_argmax",
+           "soft_argmax_heatmap_mse"]
 
 DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 # The CPU is served only by the interpreter: slow, meant for tests, never picked automatically
 # (the CPU priority list of the dispatcher does not name "triton").
 DEVICES = ("cuda", "cpu") if INTERPRET else ("cuda",)
+NOTE = "Triton interpreter (TRITON_INTERPRET=1)" if INTERPRET else ""
 
 
-def _register() -> None:
-    from fastpose.ops._dispatch import register_impl
-
-    note = "Triton interpreter (TRITON_INTERPRET=1)" if INTERPRET else ""
-    for module in (soft_argmax, heatmap_mse, soft_argmax_heatmap_mse, projection):
-        for op, fn, reasons in module.IMPLS:
-            register_impl(op, "triton", fn, devices=DEVICES, dtypes=DTYPES, reasons=reasons, note=note)
-
-
-_register()
+def implementations() -> list[tuple[str, Callable, Callable[..., list[str]] | None]]:
+    """``(op, implementation, reasons)`` for every op this backend serves (the dispatcher registers
+    them; ``reasons`` says why an input cannot be served beyond device and dtype, or is None)."""
+    return [entry for module in (soft_argmax, heatmap_mse, soft_argmax_heatmap_mse, projection)
+            for entry in module.IMPLS]

@@ -8,8 +8,14 @@ per-axis quantities (voxel x, Gaussian factor along x) are vectors broadcast ove
 
 Large volumes are split along rows across ``S`` programs per (batch, joint) (grid ``(BJ, S)``); a
 reduction over the volume then writes one partial per program and a second kernel combines the
-``S`` partials of each (batch, joint) in a fixed order, so results are bitwise reproducible for a
-given shape and device (no atomics).
+``S`` partials of each (batch, joint) in a fixed order (no atomics).
+
+Reproducibility, precisely: within a process a given shape always runs the same autotuned
+configuration, so repeated calls give identical bits. Across processes they need not: the
+autotuner picks the tile (``TILE``, hence ``BLOCK_R`` per-row partial sums per program) by timing,
+and another tile sums the same values in another order, so results may differ at rounding level
+(a few ulp of the accumulation dtype). The ``cpu`` and ``cuda`` backends fix their reduction order
+from the shape alone and are bit-reproducible across processes (docs/ops.md, "Determinism").
 
 All element offsets are 64-bit: program ids are cast to ``tl.int64`` before they multiply a size.
 """
@@ -82,8 +88,9 @@ def plan_rows(bj: int, rows: int, width: int, device: torch.device,
 
     Returns ``(S, rows_per_split)`` with ``S = cdiv(rows, rows_per_split)``. By default a single
     split unless ``bj`` programs would leave a GPU idle (fewer than ~4 programs per SM), and never
-    splits below ``_MIN_SPLIT_VOXELS`` voxels each. The choice depends only on the shape and the
-    device, so the (two-stage) reduction order is reproducible. ``rows_per_split`` forces the
+    splits below ``_MIN_SPLIT_VOXELS`` voxels each. The split depends only on the shape and the
+    device (the order within a split also depends on the autotuned tile; see the module
+    docstring). ``rows_per_split`` forces the
     split size (tests use it to exercise the two-stage path on tiny volumes); it is raised if
     needed so that ``S <= MAX_SPLITS``.
     """

@@ -1,4 +1,4 @@
-"""The fused ops of fastpose (see DESIGN.md "The op contract").
+"""The fused ops of fastpose (the op contract: docs/ops.md).
 
 Each op picks a backend (``reference``, ``cpu``, ``cuda``, ``triton``) per call: the
 ``backend=`` argument, ``with fastpose.use_backend(...)``, ``FASTPOSE_BACKEND``, else the fastest
@@ -51,12 +51,16 @@ def _load_backends() -> None:
         _dispatch.record_load_error("triton", "disabled by FASTPOSE_DISABLE_TRITON")
         return
     try:
-        from .. import kernels  # noqa: F401  (registers "triton")
+        from .. import kernels  # the kernels never import fastpose.ops: registration happens here
     except Exception as exc:
         msg = f"{type(exc).__name__}: {exc}"
         if "fastpose[triton]" not in msg:
             msg += " (install the extra: pip install 'fastpose[triton]')"
         _dispatch.record_load_error("triton", msg)
+        return
+    for op, fn, reasons in kernels.implementations():
+        _dispatch.register_impl(op, "triton", fn, devices=kernels.DEVICES, dtypes=kernels.DTYPES, reasons=reasons,
+                                note=kernels.NOTE)
 
 
 _load_backends()

@@ -15,10 +15,12 @@ returns the reasons it cannot serve a particular input (sizes, layouts...).
 A backend that is not built or not importable registers nothing: it is never
 faked.
 
-Choice, in order (DESIGN.md "Backends and dispatch"):
+Choice, in order (docs/ops.md, "Backends and dispatch"):
 
 1. the ``backend=`` argument of the op;
-2. the innermost ``with fastpose.use_backend(name)`` block;
+2. the innermost ``with fastpose.use_backend(name)`` block of the current thread / asyncio task
+   (the stack lives in a :class:`contextvars.ContextVar`: a block in one thread or task never
+   leaks into another, and a new thread starts with no block);
 3. the ``FASTPOSE_BACKEND`` environment variable;
 4. the first backend of the op's priority list for the input's device that
    can serve the input (priority lists live in :data:`PRIORITY`, each with
@@ -36,6 +38,7 @@ Selection is plain Python on shapes, dtypes and devices, so under
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -131,7 +134,11 @@ class _Registry:
 
 
 _REGISTRY = _Registry()
-_BACKEND_STACK: list[str] = []
+# The names of the enclosing use_backend blocks, innermost last, as an immutable tuple per context:
+# each thread starts from the default (no block), and an asyncio task runs in a copy of the context
+# of its creator, so concurrent tasks never see each other's blocks.
+_BACKEND_STACK: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar("fastpose_backend_stack",
+                                                                                default=())
 
 
 def register_impl(
@@ -200,12 +207,14 @@ def _check_backend_name(name: str, source: str) -> str:
 
 @contextlib.contextmanager
 def use_backend(name: str) -> Iterator[None]:
-    """Run the ops inside the block on backend ``name`` unless an op names its own ``backend=``."""
-    _BACKEND_STACK.append(_check_backend_name(name, "use_backend"))
+    """Run the ops inside the block on backend ``name`` unless an op names its own ``backend=``.
+
+    Thread- and task-safe: the block applies to the current thread (or asyncio task) only."""
+    token = _BACKEND_STACK.set(_BACKEND_STACK.get() + (_check_backend_name(name, "use_backend"),))
     try:
         yield
     finally:
-        _BACKEND_STACK.pop()
+        _BACKEND_STACK.reset(token)
 
 
 def _strict() -> bool:
@@ -228,8 +237,9 @@ def not_supported_reasons(op: str, backend: str, tensor: torch.Tensor, *args, **
 def select_backend(op: str, tensor: torch.Tensor, args: tuple, backend: str | None = None) -> Impl:
     """Pick the implementation of ``op`` for these arguments (see the module docstring)."""
     requested, source = backend, "backend="
-    if requested is None and _BACKEND_STACK:
-        requested, source = _BACKEND_STACK[-1], "fastpose.use_backend"
+    stack = _BACKEND_STACK.get()
+    if requested is None and stack:
+        requested, source = stack[-1], "fastpose.use_backend"
     if requested is None:
         env = os.environ.get("FASTPOSE_BACKEND", "")
         if env:

@@ -105,3 +105,77 @@ def test_not_supported_reasons_is_public_and_empty_for_reference():
     x = torch.randn(1, 2, 3, 3)
     assert ops.not_supported_reasons("soft_argmax_2d", "reference", x, x) == []
     assert "reference" in ops.available_backends("soft_argmax_2d")
+
+
+def test_use_backend_is_per_thread():
+    """A use_backend block in one thread is invisible to another (the stack is a ContextVar)."""
+    import threading
+
+    seen = {}
+    entered, release = threading.Event(), threading.Event()
+
+    def inside():
+        with fastpose.use_backend("reference"):
+            seen["inside"] = _dispatch._BACKEND_STACK.get()
+            entered.set()
+            release.wait(10)
+
+    def outside():
+        entered.wait(10)
+        seen["outside"] = _dispatch._BACKEND_STACK.get()
+        release.set()
+
+    threads = [threading.Thread(target=inside), threading.Thread(target=outside)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert seen == {"inside": ("reference",), "outside": ()}
+    assert _dispatch._BACKEND_STACK.get() == ()
+
+
+def test_use_backend_is_per_asyncio_task():
+    """Two tasks interleaving inside their own use_backend blocks each see only their own."""
+    import asyncio
+
+    async def task(name, other_ready, mine_ready, out):
+        with fastpose.use_backend(name):
+            mine_ready.set()
+            await other_ready.wait()  # the other task is now inside its block too
+            out[name] = _dispatch._BACKEND_STACK.get()
+
+    async def main():
+        out = {}
+        a, b = asyncio.Event(), asyncio.Event()
+        await asyncio.gather(task("reference", b, a, out), task("cpu", a, b, out))
+        return out
+
+    assert asyncio.run(main()) == {"reference": ("reference",), "cpu": ("cpu",)}
+
+
+def test_nested_use_backend_restores_the_outer_block():
+    with fastpose.use_backend("cpu"):
+        with fastpose.use_backend("reference"):
+            assert _dispatch._BACKEND_STACK.get() == ("cpu", "reference")
+        assert _dispatch._BACKEND_STACK.get() == ("cpu",)
+    assert _dispatch._BACKEND_STACK.get() == ()
+
+
+def test_kernels_never_import_fastpose_ops():
+    """No import cycle: the Triton kernels (kernels/, installed as fastpose.kernels) do not import
+    fastpose.ops; the dispatcher imports them and registers kernels.implementations()."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / "kernels"
+    offenders = []
+    for path in sorted(root.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                mod = "." * node.level + (node.module or "")
+                names = [a.name for a in node.names]
+                if mod.startswith("fastpose.ops") or mod.startswith("..ops") or (mod == ".." and "ops" in names):
+                    offenders.append(f"{path.name}: from {mod} import {names}")
+            elif isinstance(node, ast.Import):
+                offenders += [f"{path.name}: import {a.name}" for a in node.names if a.name.startswith("fastpose.ops")]
+    assert not offenders, offenders
