@@ -4,11 +4,14 @@ Run (CPU; the numbers quoted in :mod:`fastpose.engine.onnx` come from this)::
 
     OMP_NUM_THREADS=1 python -m fastpose.engine._ort_study --threads 1 --repeats 7
 
-Every variant runs on the same weights and the same inputs; one *repeat* times every variant
-back to back (``--calls`` calls each, the median kept), so slow phases of a shared machine hit
-all variants alike. Reported per variant: the median over repeats of ``eager / variant`` (the
-speed-up of the variant over eager, > 1 = faster) and its min..max over repeats, which is the
-noise of the measurement.
+Every variant runs on the same weights and the same inputs, interleaved at the level of single
+calls: each call of a repeat runs every variant once, in an order rotated from call to call, so a
+slow spell of a shared machine hits all variants alike. Each call is timed twice: wall clock and
+the process's CPU time (``time.process_time``, all threads; with one thread it excludes the time
+the process waits for a core, which is most of the noise on a loaded machine, but not cache or
+memory-bandwidth contention). Reported per variant and clock: the median latency, the median over
+repeats of ``eager / variant`` (speed-up over eager, > 1 = faster) and its min..max over repeats,
+which is the noise of the measurement.
 
 Variants (each an ONNX Runtime session unless named ``eager``):
 
@@ -18,6 +21,8 @@ Variants (each an ONNX Runtime session unless named ``eager``):
 * ``ort-basic`` / ``ort-extended``: graph optimisation level BASIC / EXTENDED instead of ALL.
 * ``ort-static``: exported with a static batch of 32 (no dynamic dimension in the graph).
 * ``ort-noopt``: exported without onnxscript's graph optimiser (BatchNorm not folded into Conv).
+* ``eager-gemm`` / ``ort-gemm``: the windows model as channels-last matrix products with the
+  BatchNorms folded (``fastpose.engine._models._SPGNetWindowsGemm``, what fastpose exports).
 * ``eager-video`` / ``ort-video``: the full (dilated) model over one sequence of 32 + 242 frames,
   which yields the same 32 output frames (the layout choice, applied to both engines).
 """
@@ -25,6 +30,7 @@ Variants (each an ONNX Runtime session unless named ``eager``):
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import tempfile
 import time
@@ -68,7 +74,7 @@ def _session(path: Path, threads: int, level: str = "all", spin: bool = False):
 
 def main(argv=None) -> int:
     from . import deployable
-    from ._models import model_deployable
+    from ._models import _SPGNetWindowsGemm, model_deployable
     from .onnx import export_onnx
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -114,14 +120,14 @@ def main(argv=None) -> int:
                 variants[name] = build()
                 print(f"built {name} in {time.perf_counter() - t0:.1f} s", flush=True)
 
-        export_onnx(dep, tmp / "w.onnx", max_batch=1024)
+        export_onnx(dep, tmp / "w.onnx", max_batch=1024, rewrite=False)  # SPGNet's Conv1d graph as written
         add("ort", lambda: (_session(tmp / "w.onnx", args.threads), windows))
         add("ort-spin", lambda: (_session(tmp / "w.onnx", args.threads, spin=True), windows))
         add("ort-basic", lambda: (_session(tmp / "w.onnx", args.threads, "basic"), windows))
         add("ort-extended", lambda: (_session(tmp / "w.onnx", args.threads, "extended"), windows))
 
         def static():
-            export_onnx(dep, tmp / "s.onnx", inputs=(windows,), dynamic_batch=False)
+            export_onnx(dep, tmp / "s.onnx", inputs=(windows,), dynamic_batch=False, rewrite=False)
             return _session(tmp / "s.onnx", args.threads), windows
 
         add("ort-static", static)
@@ -135,6 +141,20 @@ def main(argv=None) -> int:
             return _session(tmp / "n.onnx", args.threads), windows
 
         add("ort-noopt", noopt)
+        gemm = _SPGNetWindowsGemm(model).eval()
+
+        def eager_gemm(x):
+            with torch.inference_mode():
+                return gemm(x)
+
+        add("eager-gemm", lambda: (eager_gemm, windows))
+
+        def ort_gemm():
+            meta = export_onnx(dep, tmp / "g.onnx", max_batch=1024)  # fastpose's default export
+            assert "SPGNetWindowsGemm" in meta.extra["graph"], meta.extra["graph"]
+            return _session(tmp / "g.onnx", args.threads), windows
+
+        add("ort-gemm", ort_gemm)
         add("eager-video", lambda: (eager_video_core, seq))
 
         def ort_video():
@@ -151,28 +171,44 @@ def main(argv=None) -> int:
             err = (got - ref).abs().max().item()
             print(f"video layout vs windows: max|diff| {err:.2e} (max|out| {ref.abs().max().item():.2e}) "
                   f"over {tuple(ref.shape)}")
-        ratios: dict[str, list[float]] = {k: [] for k in variants if k != "eager-strided"}
-        times: dict[str, list[float]] = {k: [] for k in variants}
         for fn, x in variants.values():  # warm-up
             fn(x)
             fn(x)
+        names = list(variants)
+        wall: dict[str, list[list[float]]] = {k: [] for k in names}
+        cpu: dict[str, list[list[float]]] = {k: [] for k in names}
         for rep in range(args.repeats):
-            base = None
-            for name, (fn, x) in variants.items():
-                ms = _median_ms(fn, x, args.calls)
-                times[name].append(ms)
-                if name == "eager-strided":
-                    base = ms
-            for name in ratios:
-                ratios[name].append(base / times[name][-1])
-            print(f"repeat {rep}: " + ", ".join(f"{k} {v[-1]:.1f} ms" for k, v in times.items()), flush=True)
-    print(f"\nSPGNet-243 ({args.channels} ch), batch {b}, {args.threads} thread(s), "
-          f"{args.repeats} interleaved repeats x {args.calls} calls (median per repeat)")
-    print(f"{'variant':<15} {'median ms':>10} {'eager/variant':>14} {'min..max':>14}")
-    print(f"{'eager-strided':<15} {statistics.median(times['eager-strided']):>10.1f} {'1.00x':>14}")
-    for name, rs in ratios.items():
-        print(f"{name:<15} {statistics.median(times[name]):>10.1f} {statistics.median(rs):>13.2f}x "
-              f"{min(rs):>6.2f}..{max(rs):.2f}")
+            for k in names:
+                wall[k].append([])
+                cpu[k].append([])
+            for call in range(args.calls):
+                # one call of every variant in turn, the order rotated per call: a slow spell of the
+                # shared machine hits all variants alike
+                shift = (rep * args.calls + call) % len(names)
+                for k in names[shift:] + names[:shift]:
+                    fn, x = variants[k]
+                    c0, t0 = time.process_time_ns(), time.perf_counter_ns()
+                    fn(x)
+                    wall[k][-1].append((time.perf_counter_ns() - t0) / 1e6)
+                    cpu[k][-1].append((time.process_time_ns() - c0) / 1e6)
+            print(f"repeat {rep}: " + ", ".join(f"{k} {statistics.median(wall[k][-1]):.1f}/"
+                                                f"{statistics.median(cpu[k][-1]):.1f}" for k in names)
+                  + " ms (wall/cpu)", flush=True)
+    load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    print(f"\nSPGNet-243 ({args.channels} ch), batch {b}, {args.threads} thread(s), {args.repeats} repeats x "
+          f"{args.calls} calls, one call per variant in rotating order; load average {load}")
+    print("speed-up = eager-strided / variant, from the medians of each repeat; min..max over repeats = noise")
+    print(f"{'variant':<15} {'wall ms':>9} {'speed-up':>9} {'min..max':>12}   {'cpu ms':>9} {'speed-up':>9} "
+          f"{'min..max':>12}")
+    for k in names:
+        cols = []
+        for table in (wall, cpu):
+            meds = [statistics.median(r) for r in table[k]]
+            base = [statistics.median(r) for r in table["eager-strided"]]
+            rs = [bb / m for bb, m in zip(base, meds, strict=True)]
+            cols.append(f"{statistics.median(meds):>9.1f} {statistics.median(rs):>8.2f}x "
+                        f"{min(rs):>5.2f}..{max(rs):<5.2f}")
+        print(f"{k:<15} {cols[0]}   {cols[1]}")
     return 0
 
 

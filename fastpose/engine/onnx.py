@@ -219,7 +219,8 @@ def _to_onnx_program(ep: torch.export.ExportedProgram, opset: int, input_names, 
 
 def export_onnx(dep: Deployable, path: str | os.PathLike, *, inputs: Sequence[Tensor] | None = None,
                 batch: int = 2, dynamic_batch: bool = True, max_batch: int = 1024, opset: int | None = None,
-                device: str = "cpu", check: bool = True, extra: dict | None = None) -> EngineMetadata:
+                device: str = "cpu", check: bool = True, extra: dict | None = None,
+                rewrite: bool = True) -> EngineMetadata:
     """Export ``dep`` to the ONNX file ``path``; returns (and writes next to it) its metadata.
 
     ``inputs``: example inputs (default: ``dep.example_inputs(batch)``; batch >= 2 for a dynamic
@@ -232,6 +233,10 @@ def export_onnx(dep: Deployable, path: str | os.PathLike, *, inputs: Sequence[Te
     fusion writes the fused weights in float32 (onnxscript 0.7.2), which leaves Conv nodes with
     mixed bfloat16 / float32 inputs that the checker (and TensorRT) reject. TensorRT folds the
     BatchNormalization nodes itself.
+
+    ``rewrite``: export ``dep.onnx_rewrite(dep.module)`` where the deployable has one -- the same
+    function written for ONNX Runtime's kernels (SPGNet's windows model as channels-last GEMMs
+    with folded BatchNorm, see the module docstring); ``False`` exports the module as written.
     """
     bf16 = dep.dtype == torch.bfloat16
     opset = (22 if bf16 else 18) if opset is None else int(opset)
@@ -243,6 +248,11 @@ def export_onnx(dep: Deployable, path: str | os.PathLike, *, inputs: Sequence[Te
     if device != "cpu":
         dep = dep.to(device=device)
     inputs = tuple(t.to(device) for t in (inputs if inputs is not None else dep.example_inputs(batch)))
+    graph = "as written"
+    if rewrite and dep.onnx_rewrite is not None:
+        module = dep.onnx_rewrite(dep.module)
+        graph = f"rewritten for ONNX Runtime: {type(module).__name__}"
+        dep = dataclasses.replace(dep, module=module, onnx_rewrite=None)
     ep = export_program(dep, inputs, dynamic_batch=dynamic_batch, max_batch=max_batch)
     in_specs = _input_specs(dep, inputs, dynamic_batch)
     out_specs = _output_specs(dep, inputs, dynamic_batch)
@@ -253,7 +263,7 @@ def export_onnx(dep: Deployable, path: str | os.PathLike, *, inputs: Sequence[Te
         inputs=in_specs, outputs=out_specs, batch_range=batch_range,
         dims=metadata_dims(dep, dynamic_batch, batch_range),
         model_config=dep.config, versions=versions(), created=now_iso(),
-        extra={"opset": opset, "optimized": not bf16,
+        extra={"opset": opset, "optimized": not bf16, "graph": graph,
                "exporter": "torch.onnx.export(dynamo=True) + fastpose translation table",
                **(extra or {})},
     )
@@ -282,14 +292,19 @@ class OnnxRunner:
 
     ``providers``: ONNX Runtime execution providers (default: CUDA first when the installed
     onnxruntime has it and a GPU is present, else CPU). ``threads``: intra-op threads (default:
-    ONNX Runtime's). Inputs are validated against the file's metadata (sidecar JSON, else the
+    ONNX Runtime's). ``spin``: let idle intra-op threads spin-wait for work (ONNX Runtime's own
+    default); off by default here because on a CPU shared with other work the spinning threads
+    take cores from the threads doing the work (SPGNet-243, batch 32, 2 threads on the loaded
+    development VM: 2.4x eager with spinning, 4.1x without, process CPU time; with 1 thread
+    there is no pool and it makes no difference). Inter-op parallelism stays off (one thread):
+    the graphs are chains of large operators. Inputs are validated against the file's metadata (sidecar JSON, else the
     copy inside the file): a wrong shape, dtype or batch raises ValueError naming the input.
     Inputs and outputs are bound in place (IOBinding), outputs are torch tensors on the input's
     device.
     """
 
     def __init__(self, path: str | os.PathLike, providers: Sequence[str] | None = None,
-                 threads: int | None = None):
+                 threads: int | None = None, spin: bool = False):
         try:
             import onnxruntime as ort
         except ImportError as exc:  # pragma: no cover - a pinned dependency
@@ -308,6 +323,8 @@ class OnnxRunner:
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads is not None:
             opts.intra_op_num_threads = int(threads)
+        opts.inter_op_num_threads = 1
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
         opts.log_severity_level = 3
         try:
             self.session = ort.InferenceSession(str(self.path), opts, providers=list(providers))

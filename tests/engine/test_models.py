@@ -252,7 +252,9 @@ def test_half_precision_onnx(deps, tmp_path):
     assert meta.extra["opset"] == 22 and meta.inputs[0].dtype == "bfloat16"
     model = onnx.load(str(tmp_path / "sbf16.onnx"))
     inits = {i.name: i.data_type for i in model.graph.initializer}
-    conv_w = [n.input[1] for n in model.graph.node if n.op_type == "Conv"]
-    assert conv_w and all(inits.get(w, onnx.TensorProto.BFLOAT16) == onnx.TensorProto.BFLOAT16 for w in conv_w)
+    # SPGNet's windows model is exported as MatMuls (the GEMM rewrite): their weights stay bfloat16
+    mm_w = [n.input[1] for n in model.graph.node if n.op_type in ("MatMul", "Gemm", "Conv")]
+    assert mm_w and all(inits.get(w, onnx.TensorProto.BFLOAT16) == onnx.TensorProto.BFLOAT16 for w in mm_w)
+    assert {i.data_type for i in model.graph.initializer if i.name in mm_w} == {onnx.TensorProto.BFLOAT16}
     with pytest.raises(EngineLoadError, match="no kernel"):
         OnnxRunner(tmp_path / "sbf16.onnx")
