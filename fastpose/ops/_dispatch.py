@@ -32,7 +32,10 @@ higher-priority backend and landing on ``reference`` is a *silent fallback*;
 with ``FASTPOSE_STRICT=1`` it raises instead (CI runs strict).
 
 Selection is plain Python on shapes, dtypes and devices, so under
-``torch.compile`` it runs once at trace time and guards on those properties.
+``torch.compile`` it runs once at trace time and guards on those properties. The
+``use_backend`` block in force while a graph is traced is part of that choice but not guarded
+(torch.compile cannot read a ContextVar): a compiled function keeps the backend it was traced
+with; pass ``backend=`` (or compile inside the block you will run it in) to pin it.
 """
 
 from __future__ import annotations
@@ -217,6 +220,14 @@ def use_backend(name: str) -> Iterator[None]:
         _BACKEND_STACK.reset(token)
 
 
+@torch.compiler.assume_constant_result
+def _current_stack() -> tuple[str, ...]:
+    """The enclosing use_backend names, innermost last. torch.compile cannot trace
+    ``ContextVar.get``, so under tracing this is called once and its result is a constant of the
+    graph: the block in force while tracing is baked in (see the module docstring)."""
+    return _BACKEND_STACK.get()
+
+
 def _strict() -> bool:
     return os.environ.get("FASTPOSE_STRICT", "0") not in ("", "0", "false", "False")
 
@@ -237,7 +248,7 @@ def not_supported_reasons(op: str, backend: str, tensor: torch.Tensor, *args, **
 def select_backend(op: str, tensor: torch.Tensor, args: tuple, backend: str | None = None) -> Impl:
     """Pick the implementation of ``op`` for these arguments (see the module docstring)."""
     requested, source = backend, "backend="
-    stack = _BACKEND_STACK.get()
+    stack = _current_stack() if requested is None else ()
     if requested is None and stack:
         requested, source = stack[-1], "fastpose.use_backend"
     if requested is None:

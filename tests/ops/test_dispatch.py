@@ -179,3 +179,12 @@ def test_kernels_never_import_fastpose_ops():
             elif isinstance(node, ast.Import):
                 offenders += [f"{path.name}: import {a.name}" for a in node.names if a.name.startswith("fastpose.ops")]
     assert not offenders, offenders
+
+
+def test_use_backend_under_torch_compile_fullgraph():
+    """torch.compile cannot trace ContextVar.get: the stack is read once at trace time, so a
+    fullgraph compile inside a block works and uses the block's backend."""
+    x = torch.randn(1, 2, 4, 5)
+    with fastpose.use_backend("reference"):
+        f = torch.compile(lambda t: ops.soft_argmax_2d(t), fullgraph=True, backend="aot_eager")
+        torch.testing.assert_close(f(x), ops.soft_argmax_2d(x, backend="reference"))
