@@ -1,4 +1,4 @@
-"""Triton backend on a real GPU, at the seed sizes of the benchmarks (DESIGN.md "Benchmarks").
+"""Triton backend on a real GPU, at the seed sizes of the benchmarks (benchmarks/; the op contract is docs/ops.md).
 
 Volumetric head: B=32, J=18, D=H=W=64; 2D heatmaps: B=32, J=18, 64x64; lifting: 1024 windows
 of 243 frames, J=17. Every op against the reference (forward and gradient; low precision by the
