@@ -7,7 +7,10 @@ package), ``tensorrt`` (GPU with tensorrt installed only). Models at the papers'
 * ``spgnet``: SPGNet-243 (filter widths 3,3,3,3,3, 1024 channels, J = 17), batched sliding-window
   inference: a batch of B windows of 243 frames -> B output frames (throughput = frames/s);
 * ``volumetric``: 256 x 256 RGB, ResNet-50, 18 x 64^3 volume, soft-argmax, refinement block
-  (throughput = images/s).
+  (throughput = images/s);
+* ``spgnet-video``: the same SPGNet-243 as a full-video engine (dynamic frame count, edge padding
+  inside, the full dilated model): one sequence of ``VIDEO_FRAMES`` frames per call (batch 1;
+  throughput = frames/s, B x T per call).
 
 Batches 1 and 32; fp32 on the CPU, fp32 and fp16 on a GPU. Each engine is built once (dynamic
 batch) and serves both batches; its build time is recorded (``build_s``). Every case first checks
@@ -20,9 +23,9 @@ than free cores measures the contention (SPGNet-243 eager, batch 1, on the 2 sha
 development VM: 14 ms with 1 thread, 240 ms with 2).
 
 Under ``--benchmark-disable`` (CI, ``make test``) the paper-size cases are skipped -- they still
-run under ``make bench`` -- and a smoke pass runs instead: tiny models (both eager, SPGNet also
-in ONNX Runtime), batch 2, one call each plus the parity check (the engines' own tests cover the
-rest: tests/engine).
+run under ``make bench`` -- and a smoke pass runs instead: tiny models (both eager, SPGNet's windows
+and full-video models in ONNX Runtime), batch 2, one call each plus the parity check (the engines'
+own tests cover the rest: tests/engine).
 
 ``extra_info``: suite = "engines", model, engine, device, precision, batch, threads, build_s (export
 / compile of the engine file; torch.compile compiles lazily, see first_call_s), first_call_s (the
@@ -46,10 +49,14 @@ from benchmarks._common import bench_device as _device
 ENGINES_CPU = ("eager", "compile", "onnx", "aoti")
 ENGINES_GPU = ("eager", "compile", "aoti", "tensorrt")
 BATCHES = (1, 32)
-PAPER = {"spgnet": {"filter_widths": (3, 3, 3, 3, 3), "channels": 1024}, "volumetric": {}}
+VIDEO_BATCHES = (1,)
+VIDEO_FRAMES = 1000  # ~33 s at 30 fps
+PAPER = {"spgnet": {"filter_widths": (3, 3, 3, 3, 3), "channels": 1024}, "volumetric": {},
+         "spgnet-video": {"filter_widths": (3, 3, 3, 3, 3), "channels": 1024}}
 TINY = {"spgnet": {"filter_widths": (3, 3), "channels": 32},
         "volumetric": {"input_size": 64, "backbone_layers": (1, 1, 1, 1), "backbone_width": 8,
-                       "deconv_channels": 16, "lift_channels": 16, "depth": 8, "refine_hidden": 32}}
+                       "deconv_channels": 16, "lift_channels": 16, "depth": 8, "refine_hidden": 32},
+        "spgnet-video": {"filter_widths": (3, 3), "channels": 32}}
 
 
 def _quick(config) -> bool:
@@ -61,7 +68,8 @@ def _cases(device: str) -> list[tuple[str, str, str, int]]:
     """(model, engine, precision, batch) in run order: one engine's batches back to back."""
     engines = ENGINES_GPU if device == "cuda" else ENGINES_CPU
     precisions = ("fp32", "fp16") if device == "cuda" else ("fp32",)
-    return [(m, e, p, b) for m in PAPER for p in precisions for e in engines for b in BATCHES]
+    return [(m, e, p, b) for m in PAPER for p in precisions for e in engines
+            for b in (VIDEO_BATCHES if m == "spgnet-video" else BATCHES)]
 
 
 def pytest_generate_tests(metafunc):
@@ -69,7 +77,7 @@ def pytest_generate_tests(metafunc):
         cases = _cases(_device(metafunc.config))
         metafunc.parametrize("engine_case", cases, ids=[f"{m}-{e}-{p}-B{b}" for m, e, p, b in cases])
     if "smoke_case" in metafunc.fixturenames:
-        cases = [("spgnet", "eager"), ("spgnet", "onnx"), ("volumetric", "eager")]
+        cases = [("spgnet", "eager"), ("spgnet", "onnx"), ("volumetric", "eager"), ("spgnet-video", "onnx")]
         metafunc.parametrize("smoke_case", cases, ids=[f"{m}-{e}" for m, e in cases])
 
 
@@ -90,7 +98,9 @@ def _build(cache, model: str, engine: str, precision: str, device: str, sizes: d
         for k in [k for k in cache if k != "_dir"]:  # keep one engine alive (paper models are large)
             del cache[k]
         torch.manual_seed(0)  # every engine of a model gets the same weights
-        dep = deployable(model, config=sizes[model], precision=precision).to(device=device)
+        video = model == "spgnet-video"
+        dep = deployable("spgnet" if video else model, config=sizes[model], precision=precision,
+                         video=video).to(device=device)
         if engine == "tensorrt":
             pytest.importorskip("tensorrt")
         t0 = time.perf_counter()
@@ -123,7 +133,9 @@ def test_bench_engine(benchmark, engine_case, engine_cache, request):
         pytest.skip("paper-size engine benchmark: runs under `make bench` (skipped with --benchmark-disable)")
     device = _device(request.config)
     fn, dep, build_s = _build(engine_cache, model, engine, precision, device, PAPER, max(BATCHES))
-    inputs = dep.example_inputs(batch, device=device, seed=1)
+    frames = {"frames": VIDEO_FRAMES} if model == "spgnet-video" else {}
+    inputs = dep.example_inputs(batch, device=device, seed=1, **frames)
+    items = batch * frames.get("frames", 1)  # output frames (SPGNet) or images per call
     t0 = time.perf_counter()
     max_diff = _parity(fn, dep, inputs, precision)  # also the first warm-up call
     first_call_s = time.perf_counter() - t0  # includes torch.compile's lazy compilation for this batch
@@ -150,13 +162,13 @@ def test_bench_engine(benchmark, engine_case, engine_cache, request):
             times_s = list(benchmark.stats.stats.data)
     median = statistics.median(times_s)
     q = statistics.quantiles(times_s, n=10) if len(times_s) >= 2 else [median] * 9
-    unit = "frames/s" if model == "spgnet" else "images/s"
+    unit = "images/s" if model == "volumetric" else "frames/s"
     benchmark.group = f"engines {model} {precision} B{batch}"
     benchmark.extra_info.update(
         suite="engines", model=model, engine=engine, device=device, precision=precision, batch=batch,
         threads=torch.get_num_threads(), build_s=round(build_s, 3), first_call_s=round(first_call_s, 3),
         median_ms=median * 1e3, p90_ms=q[8] * 1e3,
-        items_per_second=batch / median, unit=unit, rounds=rounds, max_abs_diff=max_diff,
+        items_per_second=items / median, unit=unit, frames=frames.get("frames"), rounds=rounds, max_abs_diff=max_diff,
         time_source="cuda_events" if timer is not None else "host_clock", model_config=dep.config,
         loadavg=list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
     )
@@ -168,7 +180,7 @@ def test_bench_engine_smoke(benchmark, smoke_case, engine_cache, request):
         pytest.skip("smoke pass of the engine benchmark: runs with --benchmark-disable only")
     model, engine = smoke_case
     fn, dep, build_s = _build(engine_cache, model, engine, "fp32", "cpu", TINY, 8)
-    inputs = dep.example_inputs(2, seed=1)
+    inputs = dep.example_inputs(2, seed=1, **({"frames": 30} if model == "spgnet-video" else {}))
     max_diff = _parity(fn, dep, inputs, "fp32")
     with torch.inference_mode():
         benchmark.pedantic(lambda: fn(*inputs), rounds=1, iterations=1)
