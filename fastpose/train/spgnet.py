@@ -232,8 +232,8 @@ def _eval_sets(dc: dict, eval_on: Sequence[str]) -> list[tuple[str, dict, str, s
     subjects = ",".join(dc["test_subjects"])
     sets = []
     if dc["data"] not in BUILTIN_DATA:
-        part = "test" if Path(dc["data"]).is_file() else "train"  # a directory: by subject
-        sets.append(("data", dc, part, f"{dc['data']}, held-out subjects {subjects}"))
+        # a motion file: its "test" part when it has a split (else all of it); a directory: by subject
+        sets.append(("data", dc, "test", f"{dc['data']}, held-out subjects {subjects}"))
     for name in eval_on:
         desc = {"synthetic": f"synthetic held-out subjects {subjects}",
                 "cmu": f"real held-out CMU motion (test part) through the cameras of {subjects}"}[name]
@@ -332,9 +332,9 @@ def evaluate_checkpoint_sets(args: argparse.Namespace, model: SPGNet | None = No
     per-joint / per-sequence breakdowns.
 
     The data is the checkpoint's (its ``data_config``) unless flags say otherwise; the built-in
-    sources are scored on their held-out part, one report per source ("synthetic+cmu": the
-    synthetic test subjects, then the real CMU motion). ``--motion FILE`` scores a motion file
-    (all of it, or ``--part``) through ``--subjects``' cameras.
+    sources and split motion files are scored on their held-out ("test") part, one report per
+    source ("synthetic+cmu": the synthetic test subjects, then the real CMU motion). ``--motion
+    FILE`` scores a motion file (all of it, or ``--part``) through ``--subjects``' cameras.
     """
     from ..models import load_checkpoint
 
@@ -357,7 +357,8 @@ def evaluate_checkpoint_sets(args: argparse.Namespace, model: SPGNet | None = No
     sources = ["synthetic", "cmu"] if dc["data"] == "synthetic+cmu" else [dc["data"]]
     reports = []
     for source in sources:
-        part = args.part or ("test" if source in BUILTIN_DATA else "all")
+        # the training data's held-out part (a file without a split: all of it); --motion: all of the file
+        part = args.part or ("all" if args.motion is not None else "test")
         sdc = {**dc, "data": source}
         if args.actions is None and source not in str(trained_on).split("+"):
             sdc["actions"] = None  # the training run's action filter names another data set's actions

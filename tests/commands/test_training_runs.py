@@ -219,3 +219,20 @@ def test_synthetic_plus_cmu_reports_each_held_out_set_separately(tmp_path, capsy
     assert "Walking" in syn["per_action"] and "Walk" in real["per_action"]  # H3.6M actions vs CMU categories
     ckpt = common.load_checkpoint(out / "checkpoint.pt")
     assert ckpt["extra"]["train_config"]["data_config"]["data"] == "synthetic+cmu"
+
+
+def test_train_on_a_motion_file(tmp_path, capsys):
+    """--data FILE.npz: trains on the file's motion; its own held-out evaluation comes first
+    (evaluation.json), then the requested built-in held-out sets."""
+    pytest.importorskip("fastpose.data.motion")
+    motion = _motion_file(tmp_path / "walks.npz")
+    out = tmp_path / "run"
+    assert main(["train", "spgnet", "--data", str(motion), "--train-subjects", "S1", "--test-subjects", "S9",
+                 "--arch", "3,3", "--channels", "16", "--epochs", "1", "--batch-size", "256", "--no-progress",
+                 "--threads", "1", "--eval-on", "synthetic", "--synthetic-frames", "30", "--out", str(out)]) == 0
+    own = json.loads((out / "evaluation.json").read_text())
+    syn = json.loads((out / "evaluation_synthetic.json").read_text())
+    assert own["meta"]["data"] == str(motion) and own["meta"]["eval_set"] == "data"
+    assert syn["meta"]["data"] == "synthetic" and syn["meta"]["subjects"] == ["S9"]
+    assert len(own["per_sequence"]) == 2 * 4  # the file's 2 sequences through S9's 4 cameras
+    assert f"held-out: {motion}, held-out subjects S9" in capsys.readouterr().out
