@@ -6,10 +6,17 @@ horizontal flip augmentation, BatchNorm momentum decaying from 0.1 to 0.001 over
 in VideoPose3D). One code path for one process and for ``torchrun`` (DDP, a
 ``DistributedSampler`` shards the windows; rank 0 prints, checkpoints and evaluates).
 
-A run can stop early (``max_steps``, ``time_limit``) and be resumed from its checkpoint:
-the sampler order and flips depend only on (seed, epoch), the checkpoint holds the model,
-optimizer, scheduler, grad-scaler and RNG states and the position inside the epoch, so a
-resumed run continues with exactly the losses of an uninterrupted one.
+A run can stop early (``max_steps``, ``time_limit``, Ctrl-C / SIGTERM) and be resumed from its
+checkpoint: the sampler order and flips depend only on (seed, epoch), the checkpoint holds the
+model, optimizer, scheduler, grad-scaler and RNG states and the position inside the epoch, so a
+resumed run continues with exactly the losses of an uninterrupted one (the loop is
+:func:`fastpose.train.common.run_training`, shared with the volumetric trainer). A resume with
+other data or schedule settings is refused unless ``override`` names them.
+
+Data (``--data``): the built-in synthetic set, the built-in real CMU motion, both (the default),
+a Human3.6M directory or a motion file; after training, ``run`` evaluates the synthetic held-out
+subjects and the real held-out CMU motion separately (``evaluation.json``,
+``evaluation_cmu.json``), also when the run was stopped early (the report says so).
 """
 
 from __future__ import annotations
