@@ -42,7 +42,7 @@ _USER_ERRORS = frozenset({
 
 # Errors raised only for a user's input, by code that explains them fully: no "--debug" hint. (A
 # ValueError or OSError may also come from deeper code; their line ends with a pointer to --debug.)
-_EXPLAINED = frozenset({"CommandError", "CheckpointError", "DataError", "ArgumentTypeError"})
+_EXPLAINED = frozenset({"CommandError", "CheckpointError", "DataError", "ArgumentTypeError", "OutputDirError"})
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -96,7 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _command_name(args: argparse.Namespace) -> str:
-    parts = ["fastpose", getattr(args, "command", None), getattr(args, "model", None)]
+    model = getattr(args, "model", None) if getattr(args, "command", None) == "train" else None
+    parts = ["fastpose", getattr(args, "command", None), model]
     return " ".join(p for p in parts if p)
 
 
@@ -122,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # --help (0) or a parse error (2, already printed on one line)
         return int(exc.code or 0) if not isinstance(exc.code, str) else _fail(exc.code, "fastpose")
     name = _command_name(args)
+    args.debug = debug  # commands that catch their own errors re-raise them with --debug
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

@@ -62,8 +62,10 @@ def _run(args: argparse.Namespace) -> int:
 
     from fastpose.engine import _models
     from fastpose.engine._common import EngineLoadError
+    from fastpose.train.common import check_writable_dir
 
     out = Path(args.output)
+    check_writable_dir(out.parent if str(out.parent) else ".", "--output's directory")  # before a long export
     want_suffix = {"onnx": ".onnx", "aoti": ".pt2"}.get(args.format)
     if want_suffix and out.suffix != want_suffix:
         print(f"fastpose export: --output for --format {args.format} must end in {want_suffix}, received {out.name}",
@@ -74,7 +76,9 @@ def _run(args: argparse.Namespace) -> int:
         dep = _models.deployable(args.model, checkpoint=args.checkpoint, config=args.config,
                                  precision=args.precision)
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
-        print(f"fastpose export: {exc}", file=sys.stderr)
+        if getattr(args, "debug", False):
+            raise
+        print(f"fastpose export: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
     inputs = dep.example_inputs(3, seed=args.seed + 1)  # parity inputs: batch 3 != the export's example batch
     try:
@@ -105,8 +109,14 @@ def _run(args: argparse.Namespace) -> int:
             runner = None if args.no_parity else TensorRTRunner(out)
             inputs = tuple(t.cuda() for t in inputs)
     except (EngineLoadError, RuntimeError, ValueError) as exc:
-        print(f"fastpose export: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
+        if getattr(args, "debug", False):
+            raise
+        # an engine that cannot be loaded here (TensorRT missing, no GPU) or a bad setting is the
+        # user's to fix (2); an export that fails inside the exporter is a failure (1)
+        user = isinstance(exc, (EngineLoadError, ValueError))
+        print(f"fastpose export: error: {type(exc).__name__}: {' '.join(str(exc).split())}"
+              + ("" if user else " (--debug shows where)"), file=sys.stderr)
+        return 2 if user else 1
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB) and {out.name}.json")
     print(f"  model {meta.model} precision {meta.precision} device {meta.device} batch {list(meta.batch_range)}")
     for s in meta.inputs:

@@ -64,6 +64,7 @@ __all__ = [
     "CheckpointError",
     "LoopResult",
     "LoopState",
+    "OutputDirError",
     "Runtime",
     "StepOutput",
     "all_reduce_mean",
@@ -493,27 +494,32 @@ def warn_paper_size_on_cpu(what: str, instead: str) -> None:
           f"(or a GPU: --device cuda)", file=sys.stderr, flush=True)
 
 
+class OutputDirError(OSError):
+    """An output directory that cannot be used: not creatable, not a directory, not writable, or
+    holding another run's checkpoint. The message names the flag and the path."""
+
+
 def check_writable_dir(path: str | Path, flag: str = "--out") -> Path:
     """Create ``path`` if needed and prove it writable by writing and removing a probe file.
 
     Called before any training, so that an unwritable output directory is found in a second, not
-    after hours of training at the first checkpoint. Raises ``PermissionError`` /
-    ``NotADirectoryError`` / ``OSError`` whose message names ``flag`` and the path.
+    after hours of training at the first checkpoint. Raises :class:`OutputDirError` whose message
+    names ``flag`` and the path.
     """
     path = Path(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
     except FileExistsError:
-        raise NotADirectoryError(f"{flag} {path}: exists and is not a directory") from None
+        raise OutputDirError(f"{flag} {path}: exists and is not a directory") from None
     except OSError as exc:
-        raise type(exc)(f"{flag} {path}: cannot create the directory ({exc.strerror or exc})") from None
+        raise OutputDirError(f"{flag} {path}: cannot create the directory ({exc.strerror or exc})") from None
     if not path.is_dir():
-        raise NotADirectoryError(f"{flag} {path}: exists and is not a directory")
+        raise OutputDirError(f"{flag} {path}: exists and is not a directory")
     try:
         with tempfile.TemporaryFile(dir=path):
             pass
     except OSError as exc:
-        raise PermissionError(f"{flag} {path}: the directory is not writable ({exc.strerror or exc})") from None
+        raise OutputDirError(f"{flag} {path}: the directory is not writable ({exc.strerror or exc})") from None
     return path
 
 
@@ -528,7 +534,7 @@ def refuse_to_overwrite(out_dir: str | Path, resume: str | None, overwrite: bool
         return
     if resume is not None and Path(resume).resolve() == existing.resolve():
         return
-    raise FileExistsError(f"--out {out_dir} already holds a checkpoint.pt of another run: resume it with "
+    raise OutputDirError(f"--out {out_dir} already holds a checkpoint.pt of another run: resume it with "
                           f"'{command} --resume {existing}', choose another --out, or pass --overwrite to replace it")
 
 

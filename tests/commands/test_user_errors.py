@@ -66,7 +66,7 @@ def test_check_writable_dir_probes_by_writing(tmp_path, monkeypatch):
         raise PermissionError(13, "Permission denied")
 
     monkeypatch.setattr(tempfile, "TemporaryFile", refuse)
-    with pytest.raises(PermissionError, match=r"--out .*: the directory is not writable \(Permission denied\)"):
+    with pytest.raises(common.OutputDirError, match=r"--out .*: the directory is not writable \(Permission denied\)"):
         common.check_writable_dir(tmp_path)
 
 
@@ -163,3 +163,11 @@ def test_cuda_without_a_gpu_is_one_line(trained, tmp_path, capsys):
     _one_line(capsys.readouterr().err, "fastpose train spgnet: error: --device cuda: CUDA is not available")
     assert main(["evaluate", "--checkpoint", str(trained), "--device", "cuda:0", "--out", str(tmp_path / "ev")]) == 2
     _one_line(capsys.readouterr().err, "fastpose evaluate: error: --device cuda:0: CUDA is not available")
+
+
+def test_export_to_an_unwritable_place_is_one_line(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("keep me")
+    assert main(["export", "--model", "spgnet", "--format", "onnx", "--output", str(blocker / "m.onnx")]) == 2
+    _one_line(capsys.readouterr().err, "fastpose export: error: --output's directory", str(blocker))
+    assert blocker.read_text() == "keep me"
