@@ -111,11 +111,11 @@ def _run(args: argparse.Namespace) -> int:
     except (EngineLoadError, RuntimeError, ValueError) as exc:
         if getattr(args, "debug", False):
             raise
-        # an engine that cannot be loaded here (TensorRT missing, no GPU) or a bad setting is the
-        # user's to fix (2); an export that fails inside the exporter is a failure (1)
-        user = isinstance(exc, (EngineLoadError, ValueError))
+        # a bad setting is the user's to fix (2); an engine that cannot run here (TensorRT missing,
+        # no GPU: the message says how to get it) or an exporter failure is a failure (1)
+        user = isinstance(exc, ValueError)
         print(f"fastpose export: error: {type(exc).__name__}: {' '.join(str(exc).split())}"
-              + ("" if user else " (--debug shows where)"), file=sys.stderr)
+              + ("" if user or isinstance(exc, EngineLoadError) else " (--debug shows where)"), file=sys.stderr)
         return 2 if user else 1
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB) and {out.name}.json")
     print(f"  model {meta.model} precision {meta.precision} device {meta.device} batch {list(meta.batch_range)}")
