@@ -36,7 +36,9 @@ import triton.language as tl
 from torch import Tensor
 from torch.library import wrap_triton
 
-from ..reference.projection import compact_camera
+# absolute import: this package is imported both as `fastpose.kernels` and as `kernels`
+from fastpose.reference.projection import compact_camera
+
 from ._common import INTERPRET, acc_dtype, define_op, store_dtype, unused_pointer
 
 __all__ = [

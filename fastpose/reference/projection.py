@@ -92,7 +92,11 @@ def compact_camera(camera: torch.Tensor, points_lead: tuple[int, ...], dtype: to
     view = camera.reshape((1,) * (n - len(lead)) + lead + (9,))  # (*C padded to len(L), 9), a view
     span = view[(0,) * first + (slice(None),) * (stop - first) + (0,) * (n - stop)]  # (*C[first:stop], 9)
     span = span.expand(*points_lead[first:stop], 9)  # size-1 dims inside the span only
-    return span.to(dtype).contiguous().reshape(ncams, 9), ncams, inner
+    # A fresh (ncams, 9) tensor, never a view of `camera`: when torch.compile traces the Triton
+    # launchers (triton_op), the autograd partitioner cannot carry a chain of views of this
+    # non-differentiable input from the forward to the backward ("Node view_* was invalid, but is
+    # output"). The copy is ncams x 9 values.
+    return span.to(dtype).contiguous().reshape(ncams, 9).clone(), ncams, inner
 
 
 def _project_acc(pts: torch.Tensor, cam: torch.Tensor) -> torch.Tensor:
