@@ -20,6 +20,45 @@ exporter's registry (torchlib + the table) is built once per process and reused:
 Files: one self-contained ``.onnx`` (weights inside) unless the model exceeds protobuf's 2 GB,
 plus ``<file>.json`` metadata (also stored in the model's ``metadata_props["fastpose"]``).
 
+ONNX Runtime against eager PyTorch on SPGNet-243 (1024 channels, fp32, CPU)
+------------------------------------------------------------------------------
+Symptom: exported as written (SPGNet's strided Conv1d windows model), ONNX Runtime ran batch-32
+windows *slower* than eager (0.65x reported in issue 14). Method: ``python -m
+fastpose.engine._ort_study`` -- same weights and inputs, one call of every variant in turn (order
+rotated per call), 7 repeats x 4 calls, 1 thread, timed by wall clock and by process CPU time;
+the development VM was shared (load average 5-9 on 2 cores, wall times 2-4x the CPU times), so
+the CPU-time ratios are the ones to read; min..max over repeats in brackets:
+
+=====================================================  ===========================
+variant (batch 32, 1 thread)                           CPU time, speed-up vs eager
+=====================================================  ===========================
+eager PyTorch, strided Conv1d (the reference)          85.8 ms, 1.00x
+ORT, Conv graph, fastpose's session options            0.80x (0.75..0.82)
+... with thread spin-waiting on (ORT's default)        0.81x (0.75..0.84)
+... graph optimisation BASIC / EXTENDED (not ALL)      0.80x / 0.82x
+... static batch 32 instead of a dynamic batch         0.77x (0.71..0.80)
+... BatchNorm left unfolded (no onnxscript optimiser)  0.78x (0.72..0.83)
+**ORT, the GEMM rewrite (what export_onnx writes)**    **1.49x (1.38..1.55)**
+eager, the same GEMM rewrite                           0.73x (0.68..0.74)
+full-video layout (one 274-frame clip -> the same 32   eager 1.72x, ORT 2.46x
+frames; ``spgnet-video``)
+=====================================================  ===========================
+
+At batch 1 (7 x 10 calls): Conv graph 2.89x eager, GEMM rewrite 3.18x (3.08..3.30). No session
+setting moves the Conv graph (threads, spinning, optimisation level, static shapes, BN folding
+all within the noise of 0.80x); the layout does. Cause: ONNX Runtime's CPU Conv runs one
+im2col + SGEMM *per sample* (a loop over the batch), whose N dimension is that sample's output
+length. In the strided model those lengths are 81, 27, 9, 3 and 1 positions, so the 1024 x 3072
+weight matrices (12 MB) are streamed once per window for a product only 1-27 columns wide --
+matrix-vector shaped, bound by memory. oneDNN (eager) folds the batch into its convolution.
+Writing each stride-w, width-w convolution as a reshape of channels-last activations, (B, L, C)
+-> (B, L / w, w C), and one MatMul puts all B x L / w positions into the rows of a single GEMM;
+BatchNorm is folded into the weights at export (``_models._SPGNetWindowsGemm``; parity with the
+eager model is tested). In the full-video layout the convolutions already have long outputs
+(~250 positions), and ORT beats eager there as exported (34.9 vs 49.5 ms CPU per 32 frames).
+With 2 threads on the loaded VM the spinning intra-op pool cost 1.7x CPU time (eager's OpenMP
+pool did worse still), hence :class:`OnnxRunner`'s ``spin=False`` default.
+
 Parity tolerances (:data:`PARITY_TOLERANCES`, ``max|engine - torch| <= atol + rtol * max|torch|``
 per output): fp32 engines against fp32 PyTorch eager ``(1e-4, 1e-4)`` -- ONNX Runtime's float32
 kernels reorder sums, measured errors are ~1e-6 relative; fp16 / bf16 engines against fp32
