@@ -96,6 +96,12 @@ def _run(args: argparse.Namespace) -> int:
     try:
         if args.files and args.model:
             raise ValueError("give either engine FILE(s) or --model, not both")
+        if args.files:
+            model_only = [flag for flag, v in (("--video", args.video), ("--checkpoint", args.checkpoint),
+                                               ("--config", args.config), ("--workdir", args.workdir)) if v]
+            if model_only:
+                raise ValueError(f"{', '.join(model_only)}: only with --model (an engine FILE fixes the model, "
+                                 "its weights and its shapes)")
         if args.frames is not None and args.frames < 1:
             raise ValueError(f"--frames: expected >= 1, received {args.frames}")
         if args.files:

@@ -241,15 +241,6 @@ def run_latency(model: str, engines: Sequence[str], batches: Sequence[int], *, p
         torch.set_num_threads(prev_threads)
 
 
-def _items_per_call(output_shape: Sequence[int | str], sizes: dict[str, int]) -> int:
-    """Items one call produces: the product of the first output's dynamic dimensions (batch, frames)."""
-    n = 1
-    for d in output_shape:
-        if isinstance(d, str):
-            n *= int(sizes[d])
-    return n
-
-
 def _run_latency(model, engines, batches, *, precision, device, warmup, iters, config, checkpoint, workdir,
                  threads, seed, compile_mode, aoti_configs, log, video, frames) -> dict:
     log = log or (lambda msg: None)
@@ -456,12 +447,17 @@ def run_file_latency(paths: Sequence[str | os.PathLike], batches: Sequence[int] 
             for sizes in size_sets:
                 x = _file_inputs(meta, sizes, dev, seed + 1)
                 b = sizes.get(BATCH, int(x[0].shape[0]) if x and x[0].dim() else 1)
-                items = _items_per_call(meta.outputs[0].shape, {BATCH: b, **sizes}) if meta.outputs else b
                 r = LatencyResult(engine, meta.model, meta.precision, dev, int(b), warmup, iters,
-                                  unit=_ITEM_UNITS.get(meta.model, "items/s"), items_per_call=items,
-                                  sizes=dict(sizes), file=str(path))
+                                  unit=_ITEM_UNITS.get(meta.model, "items/s"), sizes=dict(sizes), file=str(path))
                 try:
-                    r.record(measure(runner, x, warmup=warmup, iters=iters, device=dev))
+                    with torch.inference_mode():
+                        first = runner(*x)  # also the first warm-up call
+                    # items per call: the first output's dynamic dimensions as produced (B, or B x T)
+                    spec = meta.outputs[0] if meta.outputs else None
+                    r.items_per_call = int(math.prod(
+                        int(first[0].shape[k]) for k, d in enumerate(spec.shape) if isinstance(d, str)
+                    )) if spec is not None and len(spec.shape) == first[0].dim() else int(b)
+                    r.record(measure(runner, x, warmup=max(warmup - 1, 0), iters=iters, device=dev))
                 except Exception as exc:
                     r.error = f"{type(exc).__name__}: {exc}"
                 log(f"[latency] {path.name} batch {b}: "

@@ -188,6 +188,7 @@ def test_latency_file_errors_are_one_line(spgnet_onnx, tmp_path, capsys):
     _one_line_error(capsys, ["latency", str(spgnet_onnx), "--batch", "17"], "accepts batch in [1, 16], received [17]")
     _one_line_error(capsys, ["latency", str(spgnet_onnx), "--model", "spgnet"], "not both")
     _one_line_error(capsys, ["latency"], "nothing to time")
+    _one_line_error(capsys, ["latency", str(spgnet_onnx), "--video"], "--video: only with --model")
     _one_line_error(capsys, ["latency", "--model", "volumetric", "--video"], "spgnet only")
     assert bad.read_bytes() == spgnet_onnx.read_bytes()[:300]  # nothing rewritten
 
