@@ -189,16 +189,27 @@ def test_evaluate_a_motion_file_with_breakdowns(tmp_path, capsys):
     assert len(report["per_joint"]) == 17
 
 
-def test_volumetric_evaluation_has_no_mpjve(tmp_path, capsys):
+def test_volumetric_evaluation_has_no_mpjve_and_follows_a_stop(tmp_path, capsys):
     out = tmp_path / "vol"
     flags = ["--synthetic-frames", "8", "--test-samples", "8", "--workers", "0", "--threads", "1"]
-    assert main(["train", "volumetric", "--preset", "demo", "--train-samples", "4", "--batch-size", "4",
-                 "--device", "cpu", "--no-progress", "--out", str(out), *flags]) == 0
+    assert main(["train", "volumetric", "--preset", "demo", "--train-samples", "8", "--batch-size", "4",
+                 "--epochs", "2", "--max-steps", "1", "--device", "cpu", "--no-progress", "--out", str(out),
+                 *flags]) == 0
     printed = capsys.readouterr().out
     assert "Protocol #1 MPJPE" in printed and "MPJVE" not in printed
+    assert "training stopped early (max_steps: step 1 of 4)" in printed
     report = json.loads((out / "evaluation.json").read_text())
     assert report["metrics"] == ["mpjpe", "p_mpjpe", "n_mpjpe"]
     assert report["meta"]["test_samples"] == 8 and report["meta"]["synthetic_seed"] == 0
+    assert report["meta"]["stop_reason"] == "max_steps" and report["meta"]["trained_steps"] == 1
+
+
+def test_a_run_stopped_by_the_time_limit_is_still_evaluated(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "spgnet", *TINY, "--epochs", "3", "--time-limit", "1e-6", "--out", str(out)]) == 0
+    assert "training stopped early (time_limit: step 1 of" in capsys.readouterr().out
+    meta = json.loads((out / "evaluation.json").read_text())["meta"]
+    assert meta["stop_reason"] == "time_limit" and meta["trained_steps"] == 1
 
 
 def test_synthetic_plus_cmu_reports_each_held_out_set_separately(tmp_path, capsys):
