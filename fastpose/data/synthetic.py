@@ -451,22 +451,29 @@ def _speed_track(action: _Action, n: int, rng: np.random.Generator) -> np.ndarra
 
 
 def _root_path(speed: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Root ground position (n, 2) and heading (n,) steering toward way-points in [-1.5, 1.5]^2 m."""
+    """Root ground position (n, 2) and heading (n,) steering toward way-points in [-1.0, 1.0]^2 m.
+
+    A walker turns at up to 120 deg/s (less when slow: no turning on the spot from walking), a
+    runner faster (turning radius <= 0.6 m). Whoever gets more than 1.1 m from the room centre
+    along an axis heads back to a way-point near the centre, so the cameras keep the person in
+    view (the Human3.6M cameras frame about 3 m x 3 m).
+    """
     n = speed.shape[0]
-    pos = rng.uniform(-1.0, 1.0, size=2)
+    pos = rng.uniform(-0.8, 0.8, size=2)
     heading = rng.uniform(-np.pi, np.pi)
-    target = rng.uniform(-1.5, 1.5, size=2)
-    turn_rate = np.deg2rad(120.0)  # rad/s at walking speed, more when running (turning radius <= 0.6 m)
+    target = rng.uniform(-1.0, 1.0, size=2)
+    turn_rate = np.deg2rad(120.0)  # rad/s at walking speed
     dt = 1.0 / FPS
     xy = np.empty((n, 2))
     hd = np.empty(n)
     for i in range(n):
         d = target - pos
         if np.hypot(*d) < 0.4:
-            target = rng.uniform(-1.5, 1.5, size=2)
-            d = target - pos
+            target = rng.uniform(-1.0, 1.0, size=2)
+        elif np.abs(pos).max() > 1.1 and np.abs(target).max() > 0.5:
+            target = rng.uniform(-0.5, 0.5, size=2)
+        d = target - pos
         err = (math.atan2(d[1], d[0]) - heading + np.pi) % (2 * np.pi) - np.pi
-        # no turning on the spot from walking; runners turn faster so that they stay in the room
         step = turn_rate * dt * min(1.0, speed[i] / 0.5) * max(1.0, speed[i] / 1.2)
         heading += float(np.clip(err, -step, step))
         pos = pos + speed[i] * dt * np.array([math.cos(heading), math.sin(heading)])
