@@ -23,6 +23,7 @@ All element offsets are 64-bit: program ids are cast to ``tl.int64`` before they
 from __future__ import annotations
 
 import functools
+import math
 import os
 from collections.abc import Callable
 
@@ -30,10 +31,14 @@ import torch
 import triton
 import triton.language as tl
 
+from fastpose.reference._rows import acc_dtype  # the one "float64 stays float64, else float32" rule
+
 __all__ = [
     "INTERPRET",
     "MAX_SPLITS",
     "acc_dtype",
+    "volume_configs",
+    "volume_dims",
     "block_w",
     "define_op",
     "gaussian_params",
@@ -55,9 +60,25 @@ _MIN_SPLIT_VOXELS = 32768
 MAX_BLOCK_W = 256
 
 
-def acc_dtype(dtype: torch.dtype) -> torch.dtype:
-    """Accumulation dtype: float64 stays float64, float16/bfloat16/float32 accumulate in float32."""
-    return torch.float64 if dtype == torch.float64 else torch.float32
+def volume_configs() -> list[triton.Config]:
+    """Autotune configurations of the volume kernels (soft-argmax, heatmap MSE, fused head): TILE
+    voxels per loop step (BLOCK_R = TILE // BLOCK_W rows), keyed on (R, W). One configuration under
+    the interpreter (autotuning there would only multiply the run time)."""
+    if INTERPRET:
+        return [triton.Config({"TILE": 4096}, num_warps=4)]
+    return [
+        triton.Config({"TILE": tile}, num_warps=warps)
+        for tile, warps in ((1024, 4), (2048, 4), (2048, 8), (4096, 8), (4096, 16))
+    ]
+
+
+def volume_dims(t: torch.Tensor) -> tuple[int, int, int, int, int]:
+    """(BJ, N, R, H, W) of a (B, J, [D,] H, W) tensor: BJ volumes of N = R * W voxels, R = D*H rows
+    (3D) or H (2D) of W voxels."""
+    bj = t.shape[0] * t.shape[1]
+    h, w = t.shape[-2], t.shape[-1]
+    rows = math.prod(t.shape[2:-1])
+    return bj, rows * w, rows, h, w
 
 
 def store_dtype(dtype: torch.dtype) -> torch.dtype:

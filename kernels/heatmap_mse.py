@@ -18,8 +18,6 @@ that ``torch.sum`` combines in a fixed order.
 
 from __future__ import annotations
 
-import math
-
 import torch
 import triton
 import triton.language as tl
@@ -29,7 +27,6 @@ from torch.library import wrap_triton
 from fastpose.reference.heatmap_mse import _normaliser
 
 from ._common import (
-    INTERPRET,
     _col_gaussian,
     _load_gaussian_params,
     _row_gaussian,
@@ -40,25 +37,19 @@ from ._common import (
     gaussian_params,
     plan_rows,
     store_dtype,
+    volume_configs,
+    volume_dims,
 )
 
 __all__ = ["heatmap_mse_2d", "heatmap_mse_3d", "heatmap_mse_forward", "heatmap_mse_backward"]
 
 
-def _configs():
-    """Autotune configurations: TILE voxels per loop step; one under the interpreter."""
-    if INTERPRET:
-        return [triton.Config({"TILE": 4096}, num_warps=4)]
-    return [
-        triton.Config({"TILE": tile}, num_warps=warps)
-        for tile, warps in ((1024, 4), (2048, 4), (2048, 8), (4096, 8), (4096, 16))
-    ]
 
 
 # ---- kernels ---------------------------------------------------------------------------------
 
 
-@triton.autotune(configs=_configs(), key=["R", "W"])
+@triton.autotune(configs=volume_configs(), key=["R", "W"])
 @triton.jit
 def _heatmap_mse_fwd_kernel(
     h_ptr,  # (BJ, R, W) heatmaps, contiguous
@@ -91,7 +82,7 @@ def _heatmap_mse_fwd_kernel(
     tl.store(part_ptr + bj * S + split, w * tl.sum(q))
 
 
-@triton.autotune(configs=_configs(), key=["R", "W"])
+@triton.autotune(configs=volume_configs(), key=["R", "W"])
 @triton.jit
 def _heatmap_mse_bwd_kernel(
     h_ptr,  # (BJ, R, W) heatmaps, contiguous
@@ -127,12 +118,6 @@ def _heatmap_mse_bwd_kernel(
 # ---- host launchers --------------------------------------------------------------------------
 
 
-def _volume_dims(t: Tensor) -> tuple[int, int, int, int, int]:
-    """(BJ, N, R, H, W) of a (B, J, [D,] H, W) tensor: N voxels = R rows of W."""
-    bj = t.shape[0] * t.shape[1]
-    h, w = t.shape[-2], t.shape[-1]
-    rows = math.prod(t.shape[2:-1])
-    return bj, rows * w, rows, h, w
 
 
 def heatmap_mse_forward(heatmaps: Tensor, joints: Tensor, sigma: float, weights: Tensor | None,
@@ -142,7 +127,7 @@ def heatmap_mse_forward(heatmaps: Tensor, joints: Tensor, sigma: float, weights:
     x = heatmaps.contiguous()
     acc = acc_dtype(x.dtype)
     b, j = x.shape[:2]
-    bj, n, rows, h, w = _volume_dims(x)
+    bj, n, rows, h, w = volume_dims(x)
     if bj == 0 or n == 0:
         sse = torch.zeros((bj,), dtype=acc, device=x.device)
     else:
@@ -169,7 +154,7 @@ def heatmap_mse_backward(grad: Tensor, heatmaps: Tensor, joints: Tensor, sigma: 
     x = heatmaps.contiguous()
     acc = acc_dtype(x.dtype)
     b, j = x.shape[:2]
-    bj, n, rows, h, w = _volume_dims(x)
+    bj, n, rows, h, w = volume_dims(x)
     out = torch.empty(x.shape, dtype=store_dtype(x.dtype), device=x.device)
     if bj == 0 or n == 0:
         return out.to(x.dtype)

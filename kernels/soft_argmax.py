@@ -18,8 +18,6 @@ Shapes: logits (B, J, H, W) -> coords (B, J, 2); (B, J, D, H, W) -> (B, J, 3); s
 
 from __future__ import annotations
 
-import math
-
 import torch
 import triton
 import triton.language as tl
@@ -27,7 +25,6 @@ from torch import Tensor
 from torch.library import wrap_triton
 
 from ._common import (
-    INTERPRET,
     _merge_softmax,
     _online_softmax_update,
     _tile_offsets,
@@ -37,28 +34,19 @@ from ._common import (
     plan_rows,
     store_dtype,
     unused_pointer,
+    volume_configs,
+    volume_dims,
 )
 
 __all__ = ["soft_argmax_2d", "soft_argmax_3d", "soft_argmax_forward", "soft_argmax_backward"]
 
 
-def _configs():
-    """Autotune configurations: TILE voxels per loop step (BLOCK_R = TILE // BLOCK_W rows).
-
-    One configuration under the interpreter (autotuning there would only multiply the run time).
-    """
-    if INTERPRET:
-        return [triton.Config({"TILE": 4096}, num_warps=4)]
-    return [
-        triton.Config({"TILE": tile}, num_warps=warps)
-        for tile, warps in ((1024, 4), (2048, 4), (2048, 8), (4096, 8), (4096, 16))
-    ]
 
 
 # ---- kernels ---------------------------------------------------------------------------------
 
 
-@triton.autotune(configs=_configs(), key=["R", "W"])
+@triton.autotune(configs=volume_configs(), key=["R", "W"])
 @triton.jit
 def _soft_argmax_fwd_kernel(
     logits_ptr,  # (BJ, R, W) contiguous; R = D*H (3D) or H (2D)
@@ -148,7 +136,7 @@ def _soft_argmax_combine_kernel(
     _store_result(coords_ptr, stats_ptr, bj, M, S0, SX, SY, SZ, NDIM)
 
 
-@triton.autotune(configs=_configs(), key=["R", "W"])
+@triton.autotune(configs=volume_configs(), key=["R", "W"])
 @triton.jit
 def _soft_argmax_bwd_kernel(
     logits_ptr,  # (BJ, R, W)
@@ -198,12 +186,6 @@ def _soft_argmax_bwd_kernel(
 # ---- host launchers --------------------------------------------------------------------------
 
 
-def _volume_dims(t: Tensor) -> tuple[int, int, int, int]:
-    """(BJ, R, H, W) of a (B, J, [D,] H, W) tensor: R = D*H rows of W voxels."""
-    bj = t.shape[0] * t.shape[1]
-    h, w = t.shape[-2], t.shape[-1]
-    rows = math.prod(t.shape[2:-1])
-    return bj, rows, h, w
 
 
 def soft_argmax_forward(logits: Tensor, rows_per_split: int | None = None) -> tuple[Tensor, Tensor]:
@@ -217,7 +199,7 @@ def soft_argmax_forward(logits: Tensor, rows_per_split: int | None = None) -> tu
     b, j = x.shape[:2]
     coords = torch.empty((b, j, ndim), dtype=store_dtype(x.dtype), device=x.device)
     stats = torch.empty((b, j, 5), dtype=acc, device=x.device)
-    bj, rows, h, w = _volume_dims(x)
+    bj, _, rows, h, w = volume_dims(x)
     if bj == 0:
         return coords.to(x.dtype), stats
     splits, rps = plan_rows(bj, rows, w, x.device, rows_per_split)
@@ -244,7 +226,7 @@ def soft_argmax_backward(grad_coords: Tensor, logits: Tensor, stats: Tensor,
     g = grad_coords.contiguous()
     st = stats.contiguous()
     grad = torch.empty(x.shape, dtype=store_dtype(x.dtype), device=x.device)
-    bj, rows, h, w = _volume_dims(x)
+    bj, _, rows, h, w = volume_dims(x)
     if bj == 0:
         return grad.to(x.dtype)
     splits, rps = plan_rows(bj, rows, w, x.device, rows_per_split)

@@ -16,16 +16,15 @@ programs use the two-stage reduction (partials, then a fixed-order merge).
 
 from __future__ import annotations
 
-import math
-
 import torch
 import triton
 import triton.language as tl
 from torch import Tensor
 from torch.library import wrap_triton
 
+from fastpose.reference.heatmap_mse import _normaliser
+
 from ._common import (
-    INTERPRET,
     _col_gaussian,
     _load_gaussian_params,
     _merge_softmax,
@@ -39,6 +38,8 @@ from ._common import (
     plan_rows,
     store_dtype,
     unused_pointer,
+    volume_configs,
+    volume_dims,
 )
 from .soft_argmax import _store_result
 
@@ -49,20 +50,12 @@ __all__ = [
 ]
 
 
-def _configs():
-    """Autotune configurations: TILE voxels per loop step; one under the interpreter."""
-    if INTERPRET:
-        return [triton.Config({"TILE": 4096}, num_warps=4)]
-    return [
-        triton.Config({"TILE": tile}, num_warps=warps)
-        for tile, warps in ((1024, 4), (2048, 4), (2048, 8), (4096, 8), (4096, 16))
-    ]
 
 
 # ---- kernels ---------------------------------------------------------------------------------
 
 
-@triton.autotune(configs=_configs(), key=["R", "W"])
+@triton.autotune(configs=volume_configs(), key=["R", "W"])
 @triton.jit
 def _fused_fwd_kernel(
     logits_ptr,  # (BJ, R, W) contiguous, R = D*H
@@ -145,7 +138,7 @@ def _fused_combine_kernel(
     tl.store(sse_ptr + bj, tl.sum(q))
 
 
-@triton.autotune(configs=_configs(), key=["R", "W"])
+@triton.autotune(configs=volume_configs(), key=["R", "W"])
 @triton.jit
 def _fused_bwd_kernel(
     logits_ptr,  # (BJ, R, W)
@@ -195,12 +188,6 @@ def _fused_bwd_kernel(
 # ---- host launchers --------------------------------------------------------------------------
 
 
-def _volume_dims(t: Tensor) -> tuple[int, int, int, int, int]:
-    """(BJ, N, R, H, W) of a (B, J, D, H, W) tensor: N voxels = R = D*H rows of W."""
-    bj = t.shape[0] * t.shape[1]
-    h, w = t.shape[-2], t.shape[-1]
-    rows = math.prod(t.shape[2:-1])
-    return bj, rows * w, rows, h, w
 
 
 def soft_argmax_heatmap_mse_forward(
@@ -213,7 +200,7 @@ def soft_argmax_heatmap_mse_forward(
     b, j = x.shape[:2]
     coords = torch.empty((b, j, 3), dtype=store_dtype(x.dtype), device=x.device)
     stats = torch.empty((b, j, 5), dtype=acc, device=x.device)
-    bj, n, rows, h, w = _volume_dims(x)
+    bj, n, rows, h, w = volume_dims(x)
     if bj == 0:
         return coords.to(x.dtype), torch.zeros((), dtype=x.dtype, device=x.device), stats
     params = gaussian_params(joints, weights, sigma, acc)
@@ -232,7 +219,7 @@ def soft_argmax_heatmap_mse_forward(
         wrap_triton(_fused_combine_kernel)[(bj,)](
             part, coords, stats, sse, splits, BLOCK_S=triton.next_power_of_2(int(splits))
         )
-    mse = sse.sum() / max(bj * n, 1)
+    mse = sse.sum() / _normaliser("mean", bj, n)
     return coords.to(x.dtype), mse.to(x.dtype), stats
 
 
@@ -244,11 +231,11 @@ def soft_argmax_heatmap_mse_backward(
     x = logits.contiguous()
     acc = acc_dtype(x.dtype)
     grad = torch.empty(x.shape, dtype=store_dtype(x.dtype), device=x.device)
-    bj, n, rows, h, w = _volume_dims(x)
+    bj, n, rows, h, w = volume_dims(x)
     if bj == 0:
         return grad.to(x.dtype)
     params = gaussian_params(joints, weights, sigma, acc)
-    gm = (grad_mse.to(acc) * (2.0 / max(bj * n, 1))).reshape(1)
+    gm = (grad_mse.to(acc) * (2.0 / _normaliser("mean", bj, n))).reshape(1)
     splits, rps = plan_rows(bj, rows, w, x.device, rows_per_split)
     wrap_triton(_fused_bwd_kernel)[(bj, splits)](
         x, params, stats.contiguous(), grad_coords.contiguous(), gm, grad, rows, h, w, rps,

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from ..reference import soft_argmax as _ref
+from ..reference._rows import acc_dtype
 from . import _validation as _v
 from ._dispatch import register_impl, select_backend
 
@@ -46,7 +47,7 @@ def _define_reference(ndim: int):
 
     @fwd.register_fake
     def _(logits):
-        acc = torch.float64 if logits.dtype == torch.float64 else torch.float32
+        acc = acc_dtype(logits.dtype)
         b, j = logits.shape[:2]
         return logits.new_empty((b, j, ndim), dtype=acc), logits.new_empty((b, j, _ref.NSTATS), dtype=acc)
 

@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from ..reference import soft_argmax_heatmap_mse as _ref
+from ..reference._rows import acc_dtype
 from . import _validation as _v
 from ._dispatch import register_impl, select_backend
 
@@ -47,7 +48,7 @@ def _fused_ref(logits: Tensor, joints: Tensor, sigma: float,
 
 @_fused_ref.register_fake
 def _(logits, joints, sigma, weights):
-    acc = torch.float64 if logits.dtype == torch.float64 else torch.float32
+    acc = acc_dtype(logits.dtype)
     b, j = logits.shape[:2]
     return (logits.new_empty((b, j, 3), dtype=acc), logits.new_empty((b, j, 5), dtype=acc),
             logits.new_empty((), dtype=acc))

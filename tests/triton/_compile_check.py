@@ -21,11 +21,20 @@ import time
 _VOLUME_INTS = {"R": "i32", "H": "i32", "W": "i32", "ROWS_PER_SPLIT": "i32"}
 
 
+def _kernels():
+    """The kernels package as installed (``fastpose.kernels``, whose modules may import
+    ``fastpose.reference`` relatively), else the source folder ``kernels``."""
+    import importlib
+
+    try:
+        return importlib.import_module("fastpose.kernels")
+    except ModuleNotFoundError:
+        return importlib.import_module("kernels")
+
+
 def _specs():
-    from kernels import heatmap_mse as hm
-    from kernels import projection as pj
-    from kernels import soft_argmax as sa
-    from kernels import soft_argmax_heatmap_mse as fu
+    k = _kernels()
+    hm, pj, sa, fu = k.heatmap_mse, k.projection, k.soft_argmax, k.soft_argmax_heatmap_mse
 
     vol = dict(_VOLUME_INTS)
     specs = []
@@ -67,7 +76,7 @@ def _specs():
          {"logits_ptr": "*IN", "params_ptr": "*ACC", "stats_ptr": "*ACC", "grad_coords_ptr": "*IN",
           "grad_mse_ptr": "*ACC", "grad_ptr": "*IN", **vol}, {"BLOCK_W": 64}),
     ]
-    pts = {"P": "i32", "G": "i32", "CHUNK": "i32"}
+    pts = {"P": "i32", "G": "i32", "C": "i32", "CHUNK": "i32"}
     specs += [
         ("project fwd", pj._project_fwd_kernel,
          {"pts_ptr": "*IN", "cam_ptr": "*ACC", "out_ptr": "*IN", **pts}, {}),

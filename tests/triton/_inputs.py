@@ -25,8 +25,9 @@ def joints_for(gen: torch.Generator, shape, device="cpu"):
 
 
 def points(gen: torch.Generator, lead=(3, 5), j=4, device="cpu"):
-    """(points (*lead, J, 3) in front of the camera, some beyond the clamp; cameras (lead[0], 9);
-    keypoints (*lead, J, 2); weights (*lead, J)), float64."""
+    """(points (*lead, J, 3) in front of the camera, some beyond the clamp; cameras (lead[0], 1.., 9),
+    one per sequence, broadcast over the other leading dims by torch's rule; keypoints (*lead, J, 2);
+    weights (*lead, J)), float64."""
     xy = torch.randn(*lead, j, 2, generator=gen, dtype=torch.float64) * 0.6
     z = torch.rand(*lead, j, 1, generator=gen, dtype=torch.float64) * 3 + 1.5
     pts = torch.cat([xy * z / 2, z], -1)
@@ -34,6 +35,7 @@ def points(gen: torch.Generator, lead=(3, 5), j=4, device="cpu"):
     cam = torch.tensor([2.29, 2.29, 0.025, 0.029, -0.207, 0.248, -0.003, -0.001, -0.0014], dtype=torch.float64)
     cam = cam.expand(lead[0], 9).clone()
     cam[:, :4] += torch.randn(lead[0], 4, generator=gen, dtype=torch.float64) * 0.01
+    cam = cam.reshape(lead[0], *([1] * (len(lead) - 1)), 9)
     kp = torch.randn(*lead, j, 2, generator=gen, dtype=torch.float64) * 0.3
     w = torch.rand(*lead, j, generator=gen, dtype=torch.float64) + 0.5
     return pts.to(device), cam.to(device), kp.to(device), w.to(device)

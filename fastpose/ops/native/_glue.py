@@ -42,6 +42,7 @@ import torch
 from torch import Tensor
 
 from ... import _ext
+from ...reference._rows import acc_dtype
 
 __all__ = ["Buffer", "KernelSpec", "SPECS", "declare", "dry_run"]
 
@@ -67,9 +68,8 @@ def code(dtype: torch.dtype) -> int:
     return _DTYPE_CODE[dtype]
 
 
-def acc_dtype(dtype: torch.dtype) -> torch.dtype:
-    """Accumulation dtype: float64 stays float64, everything else accumulates in float32."""
-    return torch.float64 if dtype == torch.float64 else torch.float32
+# acc_dtype (float64 stays float64, everything else accumulates in float32) is the one definition of
+# fastpose.reference._rows, imported above and re-exported here for the native op modules.
 
 
 def kernel_dtype(backend: str, dtype: torch.dtype) -> torch.dtype:
