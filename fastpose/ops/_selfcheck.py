@@ -44,7 +44,7 @@ def _samples(device: torch.device, generator: torch.Generator, size: str):
     pts = torch.cat([rnd(n, t if size == "seed" else 3, 17, 2, scale=0.3),
                      (torch.rand(n, t if size == "seed" else 3, 17, 1, generator=generator) * 3 + 2).to(device)], -1)
     cam = torch.tensor([1.1, 1.1, 0.02, -0.01, -0.2, 0.24, -0.003, -0.001, -0.0014]).to(device)
-    cam = cam.expand(n, 9).contiguous()
+    cam = cam.expand(n, 1, 9).contiguous()  # one camera per sample, broadcast over T
     kp = rnd(*pts.shape[:-1], 2, scale=0.3)
 
     return {
