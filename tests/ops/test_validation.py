@@ -37,7 +37,7 @@ CASES = [
     (lambda: ops.soft_argmax_heatmap_mse_3d(V3, J3, float("nan")), ValueError, r"sigma must be a finite float"),
     (lambda: ops.project_to_2d(P[..., :2], CAM), ValueError, r"points must have last dimension 3"),
     (lambda: ops.project_to_2d(P, CAM[:8]), ValueError, r"camera must have shape \(\.\.\., 9\)"),
-    (lambda: ops.project_to_2d(P, CAM.expand(3, 9)), ValueError, r"prefix of points' leading dims \(2, 4\)"),
+    (lambda: ops.project_to_2d(P, CAM.expand(3, 9)), ValueError, r"camera's leading dims must broadcast to points' leading dims \(2, 4\)"),
     (lambda: ops.project_to_2d(P, CAM.clone().requires_grad_()), ValueError, r"camera requires grad"),
     (lambda: ops.project_to_2d(P.int(), CAM), ValueError, r"points must be float16"),
     (lambda: ops.reprojection_loss(P, CAM, KP[..., :1, :]), ValueError,
