@@ -10,12 +10,10 @@ Large volumes are split along rows across ``S`` programs per (batch, joint) (gri
 reduction over the volume then writes one partial per program and a second kernel combines the
 ``S`` partials of each (batch, joint) in a fixed order (no atomics).
 
-Reproducibility, precisely: within a process a given shape always runs the same autotuned
-configuration, so repeated calls give identical bits. Across processes they need not: the
-autotuner picks the tile (``TILE``, hence ``BLOCK_R`` per-row partial sums per program) by timing,
-and another tile sums the same values in another order, so results may differ at rounding level
-(a few ulp of the accumulation dtype). The ``cpu`` and ``cuda`` backends fix their reduction order
-from the shape alone and are bit-reproducible across processes (docs/ops.md, "Determinism").
+Reproducibility: the reductions (forward kernels) run one fixed configuration (REDUCE_CONFIG) and
+a split that depends only on the shape and the device, and the backward kernels are elementwise
+(their autotuned tile changes no bit), so the same input on the same device and Triton version
+gives the same bits in any process (docs/ops.md, "Determinism").
 
 All element offsets are 64-bit: program ids are cast to ``tl.int64`` before they multiply a size.
 """
@@ -37,7 +35,9 @@ __all__ = [
     "INTERPRET",
     "MAX_SPLITS",
     "acc_dtype",
+    "REDUCE_CONFIG",
     "volume_configs",
+    "volume_reduce_configs",
     "volume_dims",
     "block_w",
     "define_op",
@@ -60,10 +60,28 @@ _MIN_SPLIT_VOXELS = 32768
 MAX_BLOCK_W = 256
 
 
+# The one configuration of the volume REDUCTIONS (the forward kernels). A forward kernel keeps
+# BLOCK_R = TILE // BLOCK_W per-row partial sums and adds them at the end, so the tile decides the
+# order of the float additions: an autotuner choosing the tile by timing could pick another tile in
+# another process and change the last bits. The forwards therefore always run this configuration
+# (a one-entry autotune list: no timing), and the split of a volume across programs depends only on
+# the shape and the device (plan_rows). Same input, device and Triton version -> the same bits, in
+# any process. The backward kernels are elementwise (each voxel's gradient is computed on its own),
+# so their tile changes no bit and they keep autotuning (tests/triton/test_determinism.py).
+REDUCE_CONFIG = {"TILE": 4096, "num_warps": 8}
+
+
+def volume_reduce_configs() -> list[triton.Config]:
+    """The single configuration of the volume forward (reduction) kernels (see REDUCE_CONFIG)."""
+    warps = 4 if INTERPRET else REDUCE_CONFIG["num_warps"]
+    return [triton.Config({"TILE": REDUCE_CONFIG["TILE"]}, num_warps=warps)]
+
+
 def volume_configs() -> list[triton.Config]:
-    """Autotune configurations of the volume kernels (soft-argmax, heatmap MSE, fused head): TILE
-    voxels per loop step (BLOCK_R = TILE // BLOCK_W rows), keyed on (R, W). One configuration under
-    the interpreter (autotuning there would only multiply the run time)."""
+    """Autotune configurations of the elementwise volume kernels (the backwards of soft-argmax,
+    heatmap MSE and the fused head): TILE voxels per loop step (BLOCK_R = TILE // BLOCK_W rows),
+    keyed on (R, W). One configuration under the interpreter (autotuning there would only multiply
+    the run time)."""
     if INTERPRET:
         return [triton.Config({"TILE": 4096}, num_warps=4)]
     return [
@@ -109,9 +127,8 @@ def plan_rows(bj: int, rows: int, width: int, device: torch.device,
 
     Returns ``(S, rows_per_split)`` with ``S = cdiv(rows, rows_per_split)``. By default a single
     split unless ``bj`` programs would leave a GPU idle (fewer than ~4 programs per SM), and never
-    splits below ``_MIN_SPLIT_VOXELS`` voxels each. The split depends only on the shape and the
-    device (the order within a split also depends on the autotuned tile; see the module
-    docstring). ``rows_per_split`` forces the
+    splits below ``_MIN_SPLIT_VOXELS`` voxels each. The choice depends only on the shape and the
+    device, so the (two-stage) reduction order is reproducible. ``rows_per_split`` forces the
     split size (tests use it to exercise the two-stage path on tiny volumes); it is raised if
     needed so that ``S <= MAX_SPLITS``.
     """
