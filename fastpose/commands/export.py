@@ -43,6 +43,9 @@ def add_parser(sub) -> None:
     p.add_argument("--timing-cache", default=None, help="tensorrt: timing cache file (read and updated)")
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default 18; 22 for bf16, the minimum there)")
     p.add_argument("--seed", type=int, default=0, help="seed of the fresh weights and of the parity inputs")
+    p.add_argument("--video", action="store_true",
+                   help="spgnet: full-video model (whole sequences of any length, dynamic frame count, "
+                        "edge padding inside the graph)")
     p.add_argument("--no-parity", action="store_true", help="skip the check against PyTorch")
     p.set_defaults(func=_run)
 
@@ -74,13 +77,14 @@ def _run(args: argparse.Namespace) -> int:
     torch.manual_seed(args.seed)
     try:
         dep = _models.deployable(args.model, checkpoint=args.checkpoint, config=args.config,
-                                 precision=args.precision)
+                                 precision=args.precision, video=args.video)
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
         if getattr(args, "debug", False):
             raise
         print(f"fastpose export: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
-    inputs = dep.example_inputs(3, seed=args.seed + 1)  # parity inputs: batch 3 != the export's example batch
+    # parity inputs: batch 3 != the export's example batch (and 50 frames for the full-video model)
+    inputs = dep.example_inputs(3, seed=args.seed + 1, **({"frames": 50} if args.video else {}))
     try:
         if args.format == "onnx":
             from fastpose.engine.onnx import OnnxRunner, export_onnx
