@@ -18,11 +18,14 @@ from collections.abc import Callable, Iterator
 
 import torch
 
-__all__ = ["CHUNK_ELEMS", "acc_dtype", "row_chunks"]
+__all__ = ["CHUNK_ELEMS", "MIN_CHUNKS", "acc_dtype", "map_rows", "row_chunks"]
 
-# Values per chunk: 2^20 = 4 MiB of float32, i.e. 4 rows of a 64^3 volume. Small against any volume
-# worth chunking, large enough that the per-chunk launch overhead (~10 us of torch ops) is noise.
+# Values per chunk: at most 2^20 (4 MiB of float32, i.e. 4 rows of a 64^3 volume), and at most
+# 1/MIN_CHUNKS of the rows, so that a chunk is small against the volume at every size (a few chunk-
+# sized temporaries then cost at most ~0.2-0.25 of a volume). Large enough that the per-chunk
+# overhead (~10-50 us of torch ops) is noise against the chunk's work.
 CHUNK_ELEMS = 1 << 20
+MIN_CHUNKS = 16
 
 
 def acc_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -37,12 +40,13 @@ def _symbolic(t: torch.Tensor) -> bool:
 
 def row_chunks(rows: int, n_vox: int, like: torch.Tensor) -> Iterator[tuple[int, int]]:
     """Yield ``(r0, r1)`` row ranges covering ``[0, rows)``, each of at most ``CHUNK_ELEMS``
-    values (at least one row). One range for an empty batch; one range if ``like`` has symbolic
-    sizes. Reads the module attribute at call time, so tests can shrink it."""
+    values and at most ``ceil(rows / MIN_CHUNKS)`` rows (at least one row). One range for an empty
+    batch; one range if ``like`` has symbolic sizes. Reads the module attributes at call time, so
+    tests can change them."""
     if _symbolic(like) or rows == 0:
         yield 0, rows
         return
-    step = max(1, CHUNK_ELEMS // max(int(n_vox), 1))
+    step = max(1, min(CHUNK_ELEMS // max(int(n_vox), 1), -(-rows // MIN_CHUNKS)))
     for r0 in range(0, rows, step):
         yield r0, min(rows, r0 + step)
 

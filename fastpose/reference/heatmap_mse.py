@@ -113,8 +113,13 @@ def _rows_view(h: torch.Tensor, joints: torch.Tensor) -> tuple[torch.Tensor, tor
 def _diff_rows(h: torch.Tensor, joints: torch.Tensor, sigma: float, spatial) -> torch.Tensor:
     """(h - t) for one chunk: ``h`` (R_c, *S) in the accumulation dtype, ``joints`` (R_c, n); the
     target of those rows only is formed, in h's dtype. Returns a fresh (R_c, *S) tensor."""
-    t = _target(gaussian_factors(joints, sigma, spatial, h.dtype))  # (R_c, *S)
-    return h - t  # (R_c, *S)
+    t = _target(gaussian_factors(joints, sigma, spatial, h.dtype))  # (R_c, *S), fresh
+    return t.neg_().add_(h)  # (R_c, *S) = h + (-t), bit for bit h - t, in place: no third chunk
+
+
+def _square(d: torch.Tensor) -> torch.Tensor:
+    """d^2, in place on the fresh difference unless autograd records it (one chunk less memory)."""
+    return d * d if d.requires_grad else d.square_()
 
 
 def _sse_rows(h: torch.Tensor, joints: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -127,7 +132,7 @@ def _sse_rows(h: torch.Tensor, joints: torch.Tensor, sigma: float) -> torch.Tens
 
     def chunk(r0: int, r1: int) -> torch.Tensor:
         d = _diff_rows(hr[r0:r1].to(acc), jr[r0:r1], sigma, spatial)  # (R_c, *S)
-        return (d * d).flatten(1).sum(dim=1)  # (R_c,) cascade-summed in acc
+        return _square(d).flatten(1).sum(dim=1)  # (R_c,) cascade-summed in acc
 
     return map_rows(chunk, hr.shape[0], n_vox, h)  # (B*J,)
 

@@ -67,7 +67,7 @@ def _soft_argmax_acc(z: torch.Tensor, ndim: int) -> tuple[torch.Tensor, torch.Te
     # The max is only a shift that makes exp() safe; the results do not depend on it, so it is
     # detached: autograd then sees exactly p = e / s (and lse' = p), without amax sub-gradients.
     m = z.amax(dim=dims, keepdim=True).detach()  # (..., 1, .., 1)
-    e = torch.exp(z - m)  # (..., *S) unnormalised probabilities, max entry exactly 1
+    e = (z - m).exp_()  # (..., *S) unnormalised probabilities, max entry exactly 1 (one temporary)
     coords = []  # unnormalised x, y[, z] sums, each (...)
     rest = e  # (..., S_0, .., S_a): the volume with the axes already handled summed out
     for a in range(ndim - 1, -1, -1):  # array axis a = ndim-1 is x (W), then y (H), then z (D)
@@ -131,7 +131,7 @@ def _soft_argmax_backward_acc(
     st = stats.to(acc)  # (R, 5)
     c = st[..., 2 : 2 + ndim]  # (R, ndim)
     one = (1,) * ndim
-    p = torch.exp((z - st[..., 0].reshape(st.shape[:-1] + one)) - st[..., 1].reshape(st.shape[:-1] + one))
+    p = (z - st[..., 0].reshape(st.shape[:-1] + one)).sub_(st[..., 1].reshape(st.shape[:-1] + one)).exp_()
     bracket = None  # (..., *S) after the loop: sum_k g_k * (v_k - c_k), built by broadcasting
     for k in range(ndim):  # coordinate k (x, y, z) lives on array axis ndim - 1 - k
         axis = ndim - 1 - k  # 0 = outermost spatial axis

@@ -25,7 +25,7 @@ import math
 import torch
 
 from fastpose.reference._rows import acc_dtype, map_rows
-from fastpose.reference.heatmap_mse import _diff_rows, _mse_coef_rows, _reduce
+from fastpose.reference.heatmap_mse import _diff_rows, _mse_coef_rows, _reduce, _square
 from fastpose.reference.soft_argmax import NSTATS, _backward_into, _soft_argmax_acc, _soft_argmax_backward_acc
 
 __all__ = [
@@ -55,7 +55,7 @@ def soft_argmax_heatmap_mse_forward(
         z = zr[r0:r1].to(acc)  # (R_c, D, H, W) read once for both parts
         coords, stats = _soft_argmax_acc(z, 3)  # (R_c, 3), (R_c, 5)
         d = _diff_rows(z, jr[r0:r1], sigma, spatial)  # (R_c, D, H, W) z - t
-        sse = (d * d).flatten(1).sum(dim=1)  # (R_c,) direct differences
+        sse = _square(d).flatten(1).sum(dim=1)  # (R_c,) direct differences
         return torch.cat([coords, stats, sse[:, None]], dim=-1)  # (R_c, 9)
 
     both = map_rows(chunk, rows, n_vox, logits)  # (R, 9)
@@ -117,12 +117,13 @@ def soft_argmax_heatmap_mse_backward(
         coef = _mse_coef_rows(grad_mse, lead, math.prod(spatial), weights, "mean", acc)  # (R,)
 
     def chunk(r0: int, r1: int, z: torch.Tensor) -> torch.Tensor:
+        # MSE part first: its target is freed before the softmax numerators exist (3 chunks at most)
         grad = None
-        if gc is not None:
-            grad = _soft_argmax_backward_acc(gc[r0:r1], z, st[r0:r1], 3)  # (R_c, D, H, W)
         if coef is not None:
-            d = _diff_rows(z, jr[r0:r1], sigma, spatial).mul_(coef[r0:r1].reshape(-1, 1, 1, 1))
-            grad = d if grad is None else grad.add_(d)
+            grad = _diff_rows(z, jr[r0:r1], sigma, spatial).mul_(coef[r0:r1].reshape(-1, 1, 1, 1))
+        if gc is not None:
+            g = _soft_argmax_backward_acc(gc[r0:r1], z, st[r0:r1], 3)  # (R_c, D, H, W)
+            grad = g if grad is None else grad.add_(g)
         return grad
 
     return _backward_into(out, logits, 3, chunk)

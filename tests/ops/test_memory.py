@@ -4,9 +4,10 @@ peak above the inputs is the gradient itself (one input-sized volume) plus a few
 
 Measured on the CPU with the profiler's allocator events (the method of benchmarks/_memory.py):
 every tensor torch allocates on the calling thread, autograd's backward included. The reference
-and the CPU float16/bfloat16 path work on chunks of rows of at most ``CHUNK_ELEMS`` values; the
-test shrinks that to one row of the 16 so that a chunk is small against the volume and a
-volume-sized temporary cannot hide inside the allowance.
+and the CPU float16/bfloat16 path work on chunks of whole rows (at most 1/16 of the rows and
+``CHUNK_ELEMS`` values, fastpose.reference._rows); with the shipped settings a chunk of this
+16-row volume is one row, small against the volume, so a volume-sized temporary cannot hide in
+the allowance of a few chunks.
 """
 
 from __future__ import annotations
@@ -52,14 +53,16 @@ def _step(op: str, backend: str, x: torch.Tensor, mu: torch.Tensor):
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("op", ["heatmap_mse_3d", "soft_argmax_heatmap_mse_3d"])
-def test_forward_backward_peak_is_one_volume(op, dtype, monkeypatch):
-    monkeypatch.setattr(rows_mod, "CHUNK_ELEMS", 16 * 16 * 16)  # one row per chunk
+def test_forward_backward_peak_is_one_volume(op, dtype):
     gen = torch.Generator().manual_seed(3)
     x = torch.randn(SHAPE, generator=gen).to(dtype)
     mu = torch.rand(SHAPE[0], SHAPE[1], 3, generator=gen) * 15
     volume = x.numel() * x.element_size()
     acc_size = 8 if dtype == torch.float64 else 4
-    chunk = rows_mod.CHUNK_ELEMS * acc_size  # one chunk in the accumulation dtype
+    rows, n_vox = SHAPE[0] * SHAPE[1], x[0, 0].numel()
+    _, first_stop = next(rows_mod.row_chunks(rows, n_vox, x))
+    assert first_stop == 1, "the shipped chunking should give one row per chunk here"
+    chunk = first_stop * n_vox * acc_size  # one chunk in the accumulation dtype
     for backend in backends(op, "cpu", dtype):
         if backend == "triton":
             continue  # measured in the interpreter separately (below)

@@ -43,6 +43,8 @@ def test_one_row_per_chunk_changes_nothing(backend, dtype, monkeypatch):
     x = torch.randn(SHAPE, generator=gen).to(dtype)
     mu = torch.rand(SHAPE[0], SHAPE[1], 3, generator=gen) * 4
     w = torch.rand(SHAPE[0], SHAPE[1], generator=gen) + 0.5
+    monkeypatch.setattr(rows_mod, "MIN_CHUNKS", 1)
+    monkeypatch.setattr(rows_mod, "CHUNK_ELEMS", 1 << 30)  # one chunk
     whole = _all_outputs(backend, x, mu, w)
     monkeypatch.setattr(rows_mod, "CHUNK_ELEMS", 4 * 5 * 6)  # one 3D row per chunk
     chunked = _all_outputs(backend, x, mu, w)
