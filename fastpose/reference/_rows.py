@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 
 import torch
 
-__all__ = ["CHUNK_ELEMS", "MIN_CHUNKS", "acc_dtype", "map_rows", "row_chunks"]
+__all__ = ["CHUNK_ELEMS", "MIN_CHUNKS", "acc_dtype", "eager", "map_rows", "row_chunks"]
 
 # Values per chunk: at most 2^20 (4 MiB of float32, i.e. 4 rows of a 64^3 volume), and at most
 # 1/MIN_CHUNKS of the rows, so that a chunk is small against the volume at every size (a few chunk-
@@ -32,6 +32,13 @@ def acc_dtype(dtype: torch.dtype) -> torch.dtype:
     """Accumulation dtype of every op: float64 stays float64; float32, float16 and bfloat16 are
     computed in float32 (half-precision sums over ~1e5 voxels would lose every digit)."""
     return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def eager(t: torch.Tensor) -> bool:
+    """Whether in-place updates of a fresh temporary ``t`` are safe and useful: a plain tensor
+    outside any tracing. Under torch.export / make_fx (FakeTensor, FunctionalTensor subclasses)
+    or torch.compile the graph must stay functional, so the out-of-place form is used there."""
+    return type(t) is torch.Tensor and not torch.compiler.is_compiling()
 
 
 def _symbolic(t: torch.Tensor) -> bool:

@@ -39,7 +39,7 @@ from collections.abc import Sequence
 
 import torch
 
-from fastpose.reference._rows import acc_dtype, map_rows, row_chunks
+from fastpose.reference._rows import acc_dtype, eager, map_rows, row_chunks
 
 __all__ = [
     "gaussian_factors",
@@ -106,7 +106,7 @@ def _rows_view(h: torch.Tensor, joints: torch.Tensor) -> tuple[torch.Tensor, tor
     """(h as (R, *S), joints as (R, n), S) with R = B*J rows (views when the layout allows)."""
     n = joints.shape[-1]  # number of spatial axes
     spatial = tuple(h.shape[-n:])  # (D, H, W) or (H, W)
-    rows = h.shape[: h.dim() - n].numel()  # B*J (explicit: -1 is ambiguous for empty volumes)
+    rows = math.prod(h.shape[: h.dim() - n])  # B*J (explicit: -1 is ambiguous for empty volumes)
     return h.reshape((rows,) + spatial), joints.reshape(rows, n), spatial
 
 
@@ -114,12 +114,14 @@ def _diff_rows(h: torch.Tensor, joints: torch.Tensor, sigma: float, spatial) -> 
     """(h - t) for one chunk: ``h`` (R_c, *S) in the accumulation dtype, ``joints`` (R_c, n); the
     target of those rows only is formed, in h's dtype. Returns a fresh (R_c, *S) tensor."""
     t = _target(gaussian_factors(joints, sigma, spatial, h.dtype))  # (R_c, *S), fresh
-    return t.neg_().add_(h)  # (R_c, *S) = h + (-t), bit for bit h - t, in place: no third chunk
+    if eager(t):
+        return t.neg_().add_(h)  # (R_c, *S) = h + (-t), bit for bit h - t, in place: no third chunk
+    return h - t  # traced: functional form
 
 
 def _square(d: torch.Tensor) -> torch.Tensor:
     """d^2, in place on the fresh difference unless autograd records it (one chunk less memory)."""
-    return d * d if d.requires_grad else d.square_()
+    return d.square_() if eager(d) and not d.requires_grad else d * d
 
 
 def _sse_rows(h: torch.Tensor, joints: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -140,7 +142,7 @@ def _sse_rows(h: torch.Tensor, joints: torch.Tensor, sigma: float) -> torch.Tens
 def _reduce(sse: torch.Tensor, lead: torch.Size, n_vox: int, weights: torch.Tensor | None,
             reduction: str) -> torch.Tensor:
     """Weight and reduce per-row SSE (B*J,) -> () or (B, J) (see the module docstring)."""
-    norm = _normaliser(reduction, lead.numel(), n_vox)  # B*J*N_vox, N_vox or 1
+    norm = _normaliser(reduction, math.prod(lead), n_vox)  # B*J*N_vox, N_vox or 1
     sse = sse.reshape(lead)  # (B, J)
     if weights is not None:
         sse = sse * weights.to(sse.dtype)  # (B, J) w_bj * SSE_bj
@@ -196,7 +198,7 @@ def heatmap_mse_3d(
 def _mse_coef_rows(grad_out: torch.Tensor, lead: torch.Size, n_vox: int, weights: torch.Tensor | None,
                    reduction: str, acc: torch.dtype) -> torch.Tensor:
     """Per-row factor k_bj = grad_bj * 2 w_bj / N of dL/dh = k (h - t), (B*J,) in ``acc``."""
-    norm = _normaliser(reduction, lead.numel(), n_vox)
+    norm = _normaliser(reduction, math.prod(lead), n_vox)
     coef = (grad_out.to(acc) * (2.0 / norm)).expand(lead)  # () or (B, J) -> (B, J)
     if weights is not None:
         coef = coef * weights.to(acc)  # (B, J)

@@ -34,7 +34,7 @@ import math
 
 import torch
 
-from fastpose.reference._rows import acc_dtype, map_rows, row_chunks
+from fastpose.reference._rows import acc_dtype, eager, map_rows, row_chunks
 
 __all__ = [
     "soft_argmax_2d",
@@ -67,7 +67,8 @@ def _soft_argmax_acc(z: torch.Tensor, ndim: int) -> tuple[torch.Tensor, torch.Te
     # The max is only a shift that makes exp() safe; the results do not depend on it, so it is
     # detached: autograd then sees exactly p = e / s (and lse' = p), without amax sub-gradients.
     m = z.amax(dim=dims, keepdim=True).detach()  # (..., 1, .., 1)
-    e = (z - m).exp_()  # (..., *S) unnormalised probabilities, max entry exactly 1 (one temporary)
+    e = z - m
+    e = e.exp_() if eager(e) else e.exp()  # (..., *S) unnormalised probabilities, max entry exactly 1
     coords = []  # unnormalised x, y[, z] sums, each (...)
     rest = e  # (..., S_0, .., S_a): the volume with the axes already handled summed out
     for a in range(ndim - 1, -1, -1):  # array axis a = ndim-1 is x (W), then y (H), then z (D)
@@ -91,7 +92,7 @@ def _soft_argmax_rows(logits: torch.Tensor, ndim: int) -> tuple[torch.Tensor, to
     acc = acc_dtype(logits.dtype)
     spatial = tuple(logits.shape[-ndim:])
     lead = logits.shape[: logits.dim() - ndim]
-    rows, n_vox = lead.numel(), math.prod(spatial)
+    rows, n_vox = math.prod(lead), math.prod(spatial)
     zr = logits.reshape((rows,) + spatial)  # (R, *S) a view for contiguous input
 
     def chunk(r0: int, r1: int) -> torch.Tensor:
@@ -174,7 +175,7 @@ def _backward_into(out: torch.Tensor, logits: torch.Tensor, ndim: int, fn) -> to
     in the accumulation dtype (R_c, *S); returns ``out``."""
     acc = acc_dtype(logits.dtype)
     spatial = tuple(logits.shape[-ndim:])
-    rows = logits.shape[: logits.dim() - ndim].numel()
+    rows = math.prod(logits.shape[: logits.dim() - ndim])
     zr = logits.reshape((rows,) + spatial)  # (R, *S)
     outr = out.view((rows,) + spatial)  # out is fresh and contiguous: a view
     for r0, r1 in row_chunks(rows, math.prod(spatial), logits):

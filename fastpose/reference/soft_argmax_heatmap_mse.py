@@ -47,7 +47,7 @@ def soft_argmax_heatmap_mse_forward(
     acc = acc_dtype(logits.dtype)
     spatial = tuple(logits.shape[-3:])
     lead = logits.shape[:-3]
-    rows, n_vox = lead.numel(), math.prod(spatial)
+    rows, n_vox = math.prod(lead), math.prod(spatial)
     zr = logits.reshape((rows,) + spatial)  # (R, D, H, W)
     jr = joints.reshape(rows, 3)
 
@@ -108,7 +108,7 @@ def soft_argmax_heatmap_mse_backward(
     acc = acc_dtype(logits.dtype)
     spatial = tuple(logits.shape[-3:])
     lead = logits.shape[:-3]
-    rows = lead.numel()
+    rows = math.prod(lead)
     jr = joints.reshape(rows, 3)
     gc = None if grad_coords is None else grad_coords.reshape(rows, 3)
     st = stats.reshape(rows, NSTATS)
