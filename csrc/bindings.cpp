@@ -93,6 +93,12 @@ py::dict buffer_roles() {
   d["project_forward"] = roles_dict(fastpose::projection::kProjectForwardBuffers);
   d["project_backward"] = roles_dict(fastpose::projection::kProjectBackwardBuffers);
   d["reprojection_forward"] = roles_dict(fastpose::projection::kReprojectionForwardBuffers);
+  d["soft_argmax_forward"] = roles_dict(fastpose::soft_argmax::kSoftArgmaxForwardBuffers);
+  d["soft_argmax_backward"] = roles_dict(fastpose::soft_argmax::kSoftArgmaxBackwardBuffers);
+  d["heatmap_mse_forward"] = roles_dict(fastpose::heatmap_mse::kHeatmapMseForwardBuffers);
+  d["heatmap_mse_backward"] = roles_dict(fastpose::heatmap_mse::kHeatmapMseBackwardBuffers);
+  d["soft_argmax_heatmap_mse_forward"] = roles_dict(fastpose::soft_argmax_heatmap_mse::kFusedForwardBuffers);
+  d["soft_argmax_heatmap_mse_backward"] = roles_dict(fastpose::soft_argmax_heatmap_mse::kFusedBackwardBuffers);
   return d;
 }
 

@@ -31,11 +31,16 @@ void forward_cuda(int dtype, uintptr_t heatmaps, int64_t rows, int64_t d, int64_
   cuda::dispatch_dtype(dtype, fn, [&](auto tag) {
     using T = typename decltype(tag)::type;
     using A = acc_t<T>;
-    const volume_cuda::Target<A> tgt{reinterpret_cast<const A*>(joints), ndim, static_cast<A>(inv_two_sigma2(sigma)),
-                                     reinterpret_cast<const A*>(weights)};
-    volume_cuda::launch_forward<T, false, true>(reinterpret_cast<const T*>(heatmaps), g, ndim, tgt,
-                                                reinterpret_cast<A*>(workspace), nullptr, nullptr,
-                                                reinterpret_cast<A*>(loss_rows), cuda::as_stream(stream));
+    constexpr const auto& R = kHeatmapMseForwardBuffers;  // pointer types from the role table
+    const volume_cuda::Target<A> tgt{reinterpret_cast<const buf_t<role_of(R, "joints"), T>*>(joints), ndim,
+                                     static_cast<A>(inv_two_sigma2(sigma)),
+                                     reinterpret_cast<const buf_t<role_of(R, "weights"), T>*>(weights)};
+    volume_cuda::launch_forward<T, false, true>(reinterpret_cast<const buf_t<role_of(R, "heatmaps"), T>*>(heatmaps), g,
+                                                ndim, tgt,
+                                                reinterpret_cast<buf_t<role_of(R, "workspace"), T>*>(workspace),
+                                                nullptr, nullptr,
+                                                reinterpret_cast<buf_t<role_of(R, "loss_rows"), T>*>(loss_rows),
+                                                cuda::as_stream(stream));
   });
 }
 
@@ -59,11 +64,15 @@ void backward_cuda(int dtype, uintptr_t grad_loss, int64_t grad_stride, uintptr_
   cuda::dispatch_dtype(dtype, fn, [&](auto tag) {
     using T = typename decltype(tag)::type;
     using A = acc_t<T>;
-    const volume_cuda::Target<A> tgt{reinterpret_cast<const A*>(joints), ndim, static_cast<A>(inv_two_sigma2(sigma)),
-                                     reinterpret_cast<const A*>(weights)};
-    volume_cuda::launch_backward<T, false, true>(reinterpret_cast<const T*>(heatmaps), g, nullptr, nullptr, ndim,
-                                                 reinterpret_cast<const A*>(grad_loss), grad_stride,
-                                                 static_cast<A>(grad_scale), tgt, reinterpret_cast<T*>(grad),
+    constexpr const auto& R = kHeatmapMseBackwardBuffers;  // pointer types from the role table
+    const volume_cuda::Target<A> tgt{reinterpret_cast<const buf_t<role_of(R, "joints"), T>*>(joints), ndim,
+                                     static_cast<A>(inv_two_sigma2(sigma)),
+                                     reinterpret_cast<const buf_t<role_of(R, "weights"), T>*>(weights)};
+    volume_cuda::launch_backward<T, false, true>(reinterpret_cast<const buf_t<role_of(R, "heatmaps"), T>*>(heatmaps),
+                                                 g, nullptr, nullptr, ndim,
+                                                 reinterpret_cast<const buf_t<role_of(R, "grad_loss"), T>*>(grad_loss),
+                                                 grad_stride, static_cast<A>(grad_scale), tgt,
+                                                 reinterpret_cast<buf_t<role_of(R, "grad"), T>*>(grad),
                                                  cuda::as_stream(stream));
   });
 }

@@ -11,9 +11,18 @@
 #pragma once
 
 #include "../common/fp_common.h"
+#include "../row_scale/buffer_roles.h"
 
 namespace fastpose {
 namespace heatmap_mse {
+
+// Buffer roles of the entry points (checked against the Python glue's KernelSpec declarations).
+constexpr BufferRole kHeatmapMseForwardBuffers[] = {
+    {"heatmaps", Role::kStorage}, {"joints", Role::kAcc}, {"weights", Role::kAcc}, {"loss_rows", Role::kAcc},
+    {"workspace", Role::kAcc}};
+constexpr BufferRole kHeatmapMseBackwardBuffers[] = {
+    {"grad_loss", Role::kAcc}, {"heatmaps", Role::kStorage}, {"joints", Role::kAcc}, {"weights", Role::kAcc},
+    {"grad", Role::kStorage}};
 
 // 1 / (2 sigma^2), the Gaussian's exponent scale.
 FP_HD double inv_two_sigma2(double sigma) { return 1.0 / (2.0 * sigma * sigma); }

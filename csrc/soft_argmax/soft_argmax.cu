@@ -28,9 +28,13 @@ void forward_cuda(int dtype, uintptr_t logits, int64_t rows, int64_t d, int64_t 
     using T = typename decltype(tag)::type;
     using A = acc_t<T>;
     const volume_cuda::Target<A> none{nullptr, 3, A(0), nullptr};
-    volume_cuda::launch_forward<T, true, false>(reinterpret_cast<const T*>(logits), g, ndim, none,
-                                                reinterpret_cast<A*>(workspace), reinterpret_cast<T*>(coords),
-                                                reinterpret_cast<A*>(stats), nullptr, cuda::as_stream(stream));
+    constexpr const auto& R = kSoftArgmaxForwardBuffers;  // pointer types from the role table
+    volume_cuda::launch_forward<T, true, false>(reinterpret_cast<const buf_t<role_of(R, "logits"), T>*>(logits), g,
+                                                ndim, none,
+                                                reinterpret_cast<buf_t<role_of(R, "workspace"), T>*>(workspace),
+                                                reinterpret_cast<buf_t<role_of(R, "coords"), T>*>(coords),
+                                                reinterpret_cast<buf_t<role_of(R, "stats"), T>*>(stats), nullptr,
+                                                cuda::as_stream(stream));
   });
 }
 
@@ -52,10 +56,12 @@ void backward_cuda(int dtype, uintptr_t grad_coords, uintptr_t logits, uintptr_t
     using T = typename decltype(tag)::type;
     using A = acc_t<T>;
     const volume_cuda::Target<A> none{nullptr, 3, A(0), nullptr};
-    volume_cuda::launch_backward<T, true, false>(reinterpret_cast<const T*>(logits), g,
-                                                 reinterpret_cast<const A*>(stats),
-                                                 reinterpret_cast<const A*>(grad_coords), ndim, nullptr, 0, A(0), none,
-                                                 reinterpret_cast<T*>(grad_logits), cuda::as_stream(stream));
+    constexpr const auto& R = kSoftArgmaxBackwardBuffers;  // pointer types from the role table
+    volume_cuda::launch_backward<T, true, false>(
+        reinterpret_cast<const buf_t<role_of(R, "logits"), T>*>(logits), g,
+        reinterpret_cast<const buf_t<role_of(R, "stats"), T>*>(stats),
+        reinterpret_cast<const buf_t<role_of(R, "grad_coords"), T>*>(grad_coords), ndim, nullptr, 0, A(0), none,
+        reinterpret_cast<buf_t<role_of(R, "grad_logits"), T>*>(grad_logits), cuda::as_stream(stream));
   });
 }
 

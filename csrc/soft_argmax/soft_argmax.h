@@ -11,9 +11,17 @@
 #pragma once
 
 #include "../common/fp_common.h"
+#include "../row_scale/buffer_roles.h"
 
 namespace fastpose {
 namespace soft_argmax {
+
+// Buffer roles of the entry points (storage type T or its accumulation type; checked against the
+// Python glue's KernelSpec declarations by tests/native/test_kernel_boundary.py).
+constexpr BufferRole kSoftArgmaxForwardBuffers[] = {
+    {"logits", Role::kStorage}, {"coords", Role::kStorage}, {"stats", Role::kAcc}, {"workspace", Role::kAcc}};
+constexpr BufferRole kSoftArgmaxBackwardBuffers[] = {
+    {"grad_coords", Role::kAcc}, {"logits", Role::kStorage}, {"stats", Role::kAcc}, {"grad_logits", Role::kStorage}};
 
 // Saved per (b, j) for the backward, in the accumulation type: [m, log s, cx, cy, cz].
 // m and log s are kept apart (not lse = m + log s) so that p = exp((z - m) - log s) keeps full

@@ -30,13 +30,15 @@ void forward_cuda(int dtype, uintptr_t logits, int64_t rows, int64_t d, int64_t 
   cuda::dispatch_dtype(dtype, fn, [&](auto tag) {
     using T = typename decltype(tag)::type;
     using A = acc_t<T>;
-    const volume_cuda::Target<A> tgt{reinterpret_cast<const A*>(joints), 3,
+    constexpr const auto& R = kFusedForwardBuffers;  // pointer types from the role table
+    const volume_cuda::Target<A> tgt{reinterpret_cast<const buf_t<role_of(R, "joints"), T>*>(joints), 3,
                                      static_cast<A>(heatmap_mse::inv_two_sigma2(sigma)),
-                                     reinterpret_cast<const A*>(weights)};
+                                     reinterpret_cast<const buf_t<role_of(R, "weights"), T>*>(weights)};
     volume_cuda::launch_forward<T, true, true>(
-        reinterpret_cast<const T*>(logits), g, 3, tgt, reinterpret_cast<A*>(workspace),
-        reinterpret_cast<T*>(coords), reinterpret_cast<A*>(stats), reinterpret_cast<A*>(loss_rows),
-        cuda::as_stream(stream));
+        reinterpret_cast<const buf_t<role_of(R, "logits"), T>*>(logits), g, 3, tgt,
+        reinterpret_cast<buf_t<role_of(R, "workspace"), T>*>(workspace),
+        reinterpret_cast<buf_t<role_of(R, "coords"), T>*>(coords), reinterpret_cast<buf_t<role_of(R, "stats"), T>*>(stats),
+        reinterpret_cast<buf_t<role_of(R, "loss_rows"), T>*>(loss_rows), cuda::as_stream(stream));
   });
 }
 
@@ -60,14 +62,15 @@ void backward_cuda(int dtype, uintptr_t grad_coords, uintptr_t grad_mse, uintptr
   cuda::dispatch_dtype(dtype, fn, [&](auto tag) {
     using T = typename decltype(tag)::type;
     using A = acc_t<T>;
-    const volume_cuda::Target<A> tgt{reinterpret_cast<const A*>(joints), 3,
+    constexpr const auto& R = kFusedBackwardBuffers;  // pointer types from the role table
+    const volume_cuda::Target<A> tgt{reinterpret_cast<const buf_t<role_of(R, "joints"), T>*>(joints), 3,
                                      static_cast<A>(heatmap_mse::inv_two_sigma2(sigma)),
-                                     reinterpret_cast<const A*>(weights)};
-    const T* x = reinterpret_cast<const T*>(logits);
-    const A* st = reinterpret_cast<const A*>(stats);
-    const A* gc = reinterpret_cast<const A*>(grad_coords);
-    const A* gm = reinterpret_cast<const A*>(grad_mse);
-    T* out = reinterpret_cast<T*>(grad_logits);
+                                     reinterpret_cast<const buf_t<role_of(R, "weights"), T>*>(weights)};
+    const auto* x = reinterpret_cast<const buf_t<role_of(R, "logits"), T>*>(logits);
+    const auto* st = reinterpret_cast<const buf_t<role_of(R, "stats"), T>*>(stats);
+    const auto* gc = reinterpret_cast<const buf_t<role_of(R, "grad_coords"), T>*>(grad_coords);
+    const auto* gm = reinterpret_cast<const buf_t<role_of(R, "grad_mse"), T>*>(grad_mse);
+    auto* out = reinterpret_cast<buf_t<role_of(R, "grad_logits"), T>*>(grad_logits);
     const cudaStream_t s = cuda::as_stream(stream);
     if (gc && gm)
       volume_cuda::launch_backward<T, true, true>(x, g, st, gc, 3, gm, 0, static_cast<A>(mse_scale), tgt, out, s);

@@ -14,6 +14,14 @@
 namespace fastpose {
 namespace soft_argmax_heatmap_mse {
 
+// Buffer roles of the entry points (checked against the Python glue's KernelSpec declarations).
+constexpr BufferRole kFusedForwardBuffers[] = {
+    {"logits", Role::kStorage}, {"joints", Role::kAcc},    {"weights", Role::kAcc},  {"coords", Role::kStorage},
+    {"stats", Role::kAcc},      {"loss_rows", Role::kAcc}, {"workspace", Role::kAcc}};
+constexpr BufferRole kFusedBackwardBuffers[] = {
+    {"grad_coords", Role::kAcc}, {"grad_mse", Role::kAcc}, {"logits", Role::kStorage}, {"joints", Role::kAcc},
+    {"weights", Role::kAcc},     {"stats", Role::kAcc},    {"grad_logits", Role::kStorage}};
+
 // One voxel of the combined gradient: p * bracket + k_mse * (z - t), k_mse = g_mse * 2 w / N.
 template <typename A>
 FP_HD A fused_grad(A p, A bracket, A k_mse, A logit, A target) {

@@ -80,6 +80,6 @@ def kernel_chunks(x: Tensor, backend: str, geo: Geometry,
             out_flat[r0:r1].copy_(dst)
 
 
-def row_ptr(t: Tensor | None, r0: int, per_row: int = 1) -> int:
-    """Pointer to row ``r0`` of a contiguous per-row buffer (``per_row`` values a row); 0 for None."""
-    return 0 if t is None else t.data_ptr() + r0 * per_row * t.element_size()
+def sizes(geo: Geometry, rows: int, ndim: int) -> dict[str, int]:
+    """The size names of the volume kernels' KernelSpecs for a chunk of ``rows`` rows."""
+    return {"R": rows, "N": geo.n_vox, "d": geo.d, "h": geo.h, "w": geo.w, "ndim": ndim}

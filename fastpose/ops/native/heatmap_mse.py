@@ -20,8 +20,31 @@ from ...reference.heatmap_mse import _normaliser
 from .._dispatch import register_impl
 from . import _glue as g
 from . import _volume as v
+from ._glue import Buffer
 
 __all__: list[str] = []
+
+# The typed kernel boundary (fastpose.ops.native._glue.KernelSpec; C++ roles in csrc/heatmap_mse/
+# heatmap_mse.h). Sizes: R rows of a chunk, N = D*H*W voxels a row, G = 1 or R incoming gradients.
+FORWARD = g.declare(
+    "heatmap_mse_forward",
+    Buffer("heatmaps", "storage", ("R", "N")),
+    Buffer("joints", "acc", ("R", "ndim")),
+    Buffer("weights", "acc", ("R",), optional=True),
+    Buffer("loss_rows", "acc", ("R",)),
+    Buffer("workspace", "acc", ("WS",), backends=("cuda",)),
+    args=("heatmaps", "R", "d", "h", "w", "ndim", "joints", "sigma", "weights", "loss_rows", "workspace"),
+)
+BACKWARD = g.declare(
+    "heatmap_mse_backward",
+    Buffer("grad_loss", "acc", ("G",)),
+    Buffer("heatmaps", "storage", ("R", "N")),
+    Buffer("joints", "acc", ("R", "ndim")),
+    Buffer("weights", "acc", ("R",), optional=True),
+    Buffer("grad", "storage", ("R", "N")),
+    args=("grad_loss", "grad_stride", "heatmaps", "R", "d", "h", "w", "ndim", "joints", "sigma", "weights",
+          "grad_scale", "grad"),
+)
 
 
 def _small_rows(joints: Tensor, weights: Tensor | None, acc: torch.dtype, geo: v.Geometry, ndim: int):
@@ -39,15 +62,14 @@ def _forward(backend: str, ndim: int, heatmaps: Tensor, joints: Tensor, sigma: f
     jt, wt = _small_rows(joints, weights, acc, geo, ndim)
     loss_rows = torch.empty(geo.rows, dtype=acc, device=heatmaps.device)  # w * sum_v (h - t)^2
     for r0, r1, xk, _ in v.kernel_chunks(heatmaps, backend, geo):
-        c = g.code(xk.dtype)
-        args = (c, xk.data_ptr(), r1 - r0, geo.d, geo.h, geo.w, ndim, v.row_ptr(jt, r0, ndim), float(sigma),
-                v.row_ptr(wt, r0), v.row_ptr(loss_rows, r0))
+        sizes = v.sizes(geo, r1 - r0, ndim)
+        bufs = {"heatmaps": xk, "joints": jt[r0:r1], "weights": None if wt is None else wt[r0:r1],
+                "loss_rows": loss_rows[r0:r1]}
         if backend == "cuda":
-            ws = g.workspace(backend, g.ext().heatmap_mse_workspace_cuda(c, r1 - r0, geo.d, geo.h, geo.w), acc,
-                             xk.device)
-            g.ext().heatmap_mse_forward_cuda(*args, ws.data_ptr(), *g.launch(backend, xk.device))
-        else:
-            g.ext().heatmap_mse_forward_cpu(*args, *g.launch(backend, xk.device))
+            sizes["WS"] = g.workspace_elems("heatmap_mse_workspace_cuda", g.code(xk.dtype), r1 - r0, geo.d, geo.h,
+                                            geo.w)
+            bufs["workspace"] = g.workspace(backend, sizes["WS"], acc, xk.device)
+        FORWARD.launch(backend, xk.dtype, xk.device, sizes, bufs, {"sigma": float(sigma)})
     if reduction == "none":
         loss = (loss_rows / norm).reshape(geo.b, geo.j)
     else:
@@ -65,10 +87,11 @@ def _backward(backend: str, ndim: int, grad_loss: Tensor, heatmaps: Tensor, join
     stride = 1 if reduction == "none" else 0
     out = torch.empty(heatmaps.shape, dtype=heatmaps.dtype, device=heatmaps.device)
     for r0, r1, xk, dst in v.kernel_chunks(heatmaps, backend, geo, out):
-        g.kernel("heatmap_mse_backward", backend)(
-            g.code(xk.dtype), v.row_ptr(gl, r0 * stride), stride, xk.data_ptr(), r1 - r0, geo.d, geo.h, geo.w,
-            ndim, v.row_ptr(jt, r0, ndim), float(sigma), v.row_ptr(wt, r0), 2.0 / norm, dst.data_ptr(),
-            *g.launch(backend, xk.device))
+        glc = gl[r0:r1] if stride else gl  # (R_c,) per row, or (1,)
+        BACKWARD.launch(backend, xk.dtype, xk.device, {**v.sizes(geo, r1 - r0, ndim), "G": glc.numel()},
+                        {"grad_loss": glc, "heatmaps": xk, "joints": jt[r0:r1],
+                         "weights": None if wt is None else wt[r0:r1], "grad": dst},
+                        {"grad_stride": stride, "sigma": float(sigma), "grad_scale": 2.0 / norm})
     return out
 
 

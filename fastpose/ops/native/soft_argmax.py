@@ -17,10 +17,30 @@ from torch import Tensor
 from .._dispatch import register_impl
 from . import _glue as g
 from . import _volume as v
+from ._glue import Buffer
 
 __all__: list[str] = []
 
 _NSTATS = 5  # fastpose._C.SOFT_ARGMAX_STATS
+
+# The typed kernel boundary (fastpose.ops.native._glue.KernelSpec; C++ roles in csrc/soft_argmax/
+# soft_argmax.h). Sizes: R rows of a chunk, N = D*H*W voxels a row, WS workspace elements.
+FORWARD = g.declare(
+    "soft_argmax_forward",
+    Buffer("logits", "storage", ("R", "N")),
+    Buffer("coords", "storage", ("R", "ndim")),
+    Buffer("stats", "acc", ("R", _NSTATS)),
+    Buffer("workspace", "acc", ("WS",), backends=("cuda",)),
+    args=("logits", "R", "d", "h", "w", "ndim", "coords", "stats", "workspace"),
+)
+BACKWARD = g.declare(
+    "soft_argmax_backward",
+    Buffer("grad_coords", "acc", ("R", "ndim")),
+    Buffer("logits", "storage", ("R", "N")),
+    Buffer("stats", "acc", ("R", _NSTATS)),
+    Buffer("grad_logits", "storage", ("R", "N")),
+    args=("grad_coords", "logits", "stats", "R", "d", "h", "w", "ndim", "grad_logits"),
+)
 
 
 def _forward(backend: str, ndim: int, logits: Tensor) -> tuple[Tensor, Tensor]:
@@ -29,16 +49,15 @@ def _forward(backend: str, ndim: int, logits: Tensor) -> tuple[Tensor, Tensor]:
     kd = g.kernel_dtype(backend, logits.dtype)
     coords = torch.empty((geo.b, geo.j, ndim), dtype=kd, device=logits.device)  # (x, y[, z])
     stats = torch.empty((geo.b, geo.j, _NSTATS), dtype=acc, device=logits.device)
+    cr, sr = coords.view(geo.rows, ndim), stats.view(geo.rows, _NSTATS)
     for r0, r1, xk, _ in v.kernel_chunks(logits, backend, geo):
-        c = g.code(xk.dtype)
-        args = (c, xk.data_ptr(), r1 - r0, geo.d, geo.h, geo.w, ndim, v.row_ptr(coords, r0, ndim),
-                v.row_ptr(stats, r0, _NSTATS))
+        sizes = v.sizes(geo, r1 - r0, ndim)
+        bufs = {"logits": xk, "coords": cr[r0:r1], "stats": sr[r0:r1]}
         if backend == "cuda":
-            ws = g.workspace(backend, g.ext().soft_argmax_workspace_cuda(c, r1 - r0, geo.d, geo.h, geo.w), acc,
-                             xk.device)
-            g.ext().soft_argmax_forward_cuda(*args, ws.data_ptr(), *g.launch(backend, xk.device))
-        else:
-            g.ext().soft_argmax_forward_cpu(*args, *g.launch(backend, xk.device))
+            sizes["WS"] = g.workspace_elems("soft_argmax_workspace_cuda", g.code(xk.dtype), r1 - r0, geo.d, geo.h,
+                                            geo.w)
+            bufs["workspace"] = g.workspace(backend, sizes["WS"], acc, xk.device)
+        FORWARD.launch(backend, xk.dtype, xk.device, sizes, bufs)
     return (coords if coords.dtype == logits.dtype else coords.to(logits.dtype)), stats
 
 
@@ -48,10 +67,10 @@ def _backward(backend: str, ndim: int, grad_coords: Tensor, logits: Tensor, stat
     gc = g.small(grad_coords, acc)  # (B, J, n)
     st = g.small(stats, acc)
     out = torch.empty(logits.shape, dtype=logits.dtype, device=logits.device)
+    gcr, str_ = gc.view(geo.rows, ndim), st.view(geo.rows, _NSTATS)
     for r0, r1, xk, dst in v.kernel_chunks(logits, backend, geo, out):
-        g.kernel("soft_argmax_backward", backend)(g.code(xk.dtype), v.row_ptr(gc, r0, ndim), xk.data_ptr(),
-                                                 v.row_ptr(st, r0, _NSTATS), r1 - r0, geo.d, geo.h, geo.w, ndim,
-                                                 dst.data_ptr(), *g.launch(backend, xk.device))
+        BACKWARD.launch(backend, xk.dtype, xk.device, v.sizes(geo, r1 - r0, ndim),
+                        {"grad_coords": gcr[r0:r1], "logits": xk, "stats": str_[r0:r1], "grad_logits": dst})
     return out
 
 

@@ -22,11 +22,38 @@ from ...reference.heatmap_mse import _normaliser
 from .._dispatch import register_impl
 from . import _glue as g
 from . import _volume as v
+from ._glue import Buffer
 
 __all__: list[str] = []
 
 _OP = "soft_argmax_heatmap_mse_3d"
 _NSTATS = 5
+
+# The typed kernel boundary (fastpose.ops.native._glue.KernelSpec; C++ roles in
+# csrc/soft_argmax_heatmap_mse/soft_argmax_heatmap_mse.h). Sizes: R rows of a chunk, N voxels a row.
+FORWARD = g.declare(
+    "soft_argmax_heatmap_mse_forward",
+    Buffer("logits", "storage", ("R", "N")),
+    Buffer("joints", "acc", ("R", 3)),
+    Buffer("weights", "acc", ("R",), optional=True),
+    Buffer("coords", "storage", ("R", 3)),
+    Buffer("stats", "acc", ("R", _NSTATS)),
+    Buffer("loss_rows", "acc", ("R",)),
+    Buffer("workspace", "acc", ("WS",), backends=("cuda",)),
+    args=("logits", "R", "d", "h", "w", "joints", "sigma", "weights", "coords", "stats", "loss_rows", "workspace"),
+)
+BACKWARD = g.declare(
+    "soft_argmax_heatmap_mse_backward",
+    Buffer("grad_coords", "acc", ("R", 3), optional=True),
+    Buffer("grad_mse", "acc", (), optional=True),
+    Buffer("logits", "storage", ("R", "N")),
+    Buffer("joints", "acc", ("R", 3)),
+    Buffer("weights", "acc", ("R",), optional=True),
+    Buffer("stats", "acc", ("R", _NSTATS)),
+    Buffer("grad_logits", "storage", ("R", "N")),
+    args=("grad_coords", "grad_mse", "logits", "R", "d", "h", "w", "joints", "sigma", "weights", "stats",
+          "mse_scale", "grad_logits"),
+)
 
 
 def _forward(backend: str, logits: Tensor, joints: Tensor, sigma: float,
@@ -39,16 +66,17 @@ def _forward(backend: str, logits: Tensor, joints: Tensor, sigma: float,
     coords = torch.empty((geo.b, geo.j, 3), dtype=kd, device=logits.device)
     stats = torch.empty((geo.b, geo.j, _NSTATS), dtype=acc, device=logits.device)
     loss_rows = torch.empty(geo.rows, dtype=acc, device=logits.device)  # w * sum_v (z - t)^2
+    jr, wr = jt.view(geo.rows, 3), (None if wt is None else wt.view(geo.rows))
+    cr, sr = coords.view(geo.rows, 3), stats.view(geo.rows, _NSTATS)
     for r0, r1, xk, _ in v.kernel_chunks(logits, backend, geo):
-        c = g.code(xk.dtype)
-        args = (c, xk.data_ptr(), r1 - r0, geo.d, geo.h, geo.w, v.row_ptr(jt, r0, 3), float(sigma),
-                v.row_ptr(wt, r0), v.row_ptr(coords, r0, 3), v.row_ptr(stats, r0, _NSTATS), v.row_ptr(loss_rows, r0))
+        sizes = v.sizes(geo, r1 - r0, 3)
+        bufs = {"logits": xk, "joints": jr[r0:r1], "weights": None if wr is None else wr[r0:r1],
+                "coords": cr[r0:r1], "stats": sr[r0:r1], "loss_rows": loss_rows[r0:r1]}
         if backend == "cuda":
-            ws = g.workspace(backend, g.ext().soft_argmax_heatmap_mse_workspace_cuda(c, r1 - r0, geo.d, geo.h, geo.w),
-                             acc, xk.device)
-            g.ext().soft_argmax_heatmap_mse_forward_cuda(*args, ws.data_ptr(), *g.launch(backend, xk.device))
-        else:
-            g.ext().soft_argmax_heatmap_mse_forward_cpu(*args, *g.launch(backend, xk.device))
+            sizes["WS"] = g.workspace_elems("soft_argmax_heatmap_mse_workspace_cuda", g.code(xk.dtype), r1 - r0,
+                                            geo.d, geo.h, geo.w)
+            bufs["workspace"] = g.workspace(backend, sizes["WS"], acc, xk.device)
+        FORWARD.launch(backend, xk.dtype, xk.device, sizes, bufs, {"sigma": float(sigma)})
     mse = loss_rows.sum() / _normaliser("mean", geo.rows, geo.n_vox)  # 0 for an empty batch
     return coords.to(logits.dtype), mse.to(logits.dtype), stats
 
@@ -66,11 +94,15 @@ def _backward(backend: str, grad_coords: Tensor | None, grad_mse: Tensor | None,
     wt = g.small(weights, acc)
     st = g.small(stats, acc)
     scale = 2.0 / _normaliser("mean", geo.rows, geo.n_vox)
+    jr, wr, sr = jt.view(geo.rows, 3), (None if wt is None else wt.view(geo.rows)), st.view(geo.rows, _NSTATS)
+    gcr = None if gc is None else gc.view(geo.rows, 3)
+    gmr = None if gm is None else gm.reshape(())
     for r0, r1, xk, dst in v.kernel_chunks(logits, backend, geo, out):
-        g.kernel("soft_argmax_heatmap_mse_backward", backend)(
-            g.code(xk.dtype), v.row_ptr(gc, r0, 3), g.ptr(gm), xk.data_ptr(), r1 - r0, geo.d, geo.h, geo.w,
-            v.row_ptr(jt, r0, 3), float(sigma), v.row_ptr(wt, r0), v.row_ptr(st, r0, _NSTATS), scale,
-            dst.data_ptr(), *g.launch(backend, xk.device))
+        BACKWARD.launch(backend, xk.dtype, xk.device, v.sizes(geo, r1 - r0, 3),
+                        {"grad_coords": None if gcr is None else gcr[r0:r1], "grad_mse": gmr, "logits": xk,
+                         "joints": jr[r0:r1], "weights": None if wr is None else wr[r0:r1], "stats": sr[r0:r1],
+                         "grad_logits": dst},
+                        {"sigma": float(sigma), "mse_scale": scale})
     return out
 
 
