@@ -52,7 +52,7 @@ def test_flipped_samples_stay_geometrically_consistent(seqs):
     b = ds.__getitems__(list(range(len(ds))))
     flipped = b["flipped"]
     assert 0.3 < flipped.float().mean() < 0.7
-    proj = ops.project_to_2d(b["positions_3d"].double(), b["camera"].double())  # (N, 1, 17, 2)
+    proj = ops.project_to_2d(b["positions_3d"].double(), b["camera"].double()[:, None])  # (N, 1, 17, 2)
     torch.testing.assert_close(proj[:, 0].float(), b["keypoints_2d"][:, R // 2], atol=2e-5, rtol=0)
     plain = WindowDataset(seqs, R, flip=False).__getitems__(list(range(len(ds))))
     torch.testing.assert_close(b["keypoints_2d"][flipped], H36M_SKELETON.flip(plain["keypoints_2d"][flipped]))
