@@ -1,4 +1,4 @@
-"""Per-dtype tolerances, in one place (DESIGN.md "Tests").
+"""Per-dtype tolerances, in one place (docs/ops.md).
 
 ``ATOL_RTOL[dtype]`` bounds a backend against the reference run in the same dtype when both
 accumulate in float32 or better. For float16/bfloat16 the rule of :func:`assert_low_precision` is

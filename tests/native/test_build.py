@@ -94,6 +94,6 @@ def test_kernels_reject_bad_arguments_with_clear_errors():
     with pytest.raises(ValueError, match="logits must not be a null pointer"):
         C.soft_argmax_forward_cpu(0, 0, 6, 1, 4, 5, 2, out.data_ptr(), st.data_ptr(), 1)
     with pytest.raises(ValueError, match="sigma must be finite and > 0"):
-        C.heatmap_mse_forward_cpu(0, x.data_ptr(), 6, 1, 4, 5, 2, out.data_ptr(), 0.0, 0, st.data_ptr(), 0, 1.0, 1)
+        C.heatmap_mse_forward_cpu(0, x.data_ptr(), 6, 1, 4, 5, 2, out.data_ptr(), 0.0, 0, st.data_ptr(), 1)
     with pytest.raises(ValueError, match="expected ncams >= 1 and cam_div >= 1"):
         C.project_forward_cpu(0, x.data_ptr(), 10, st.data_ptr(), 0, 1, out.data_ptr(), 1)
