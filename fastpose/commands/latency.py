@@ -43,18 +43,19 @@ def add_parser(sub) -> None:
                    help="comma-separated: eager, compile, onnx, aoti, tensorrt (default: the first four)")
     p.add_argument("--batch", default=None, type=_ints,
                    help="comma-separated batch sizes (default: 1,32 with --model; a FILE's metadata default)")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"])
-    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"],
+                   help="weights and inputs of --model engines (a FILE keeps its own precision)")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where every engine runs")
     p.add_argument("--checkpoint", default=None, help="checkpoint from fastpose train (default: fresh weights)")
     p.add_argument("--config", default=None, type=_json_object, help="JSON object of architecture overrides")
-    p.add_argument("--warmup", type=int, default=10)
-    p.add_argument("--iters", type=int, default=50)
+    p.add_argument("--warmup", type=int, default=10, help="untimed calls before timing (per engine and batch)")
+    p.add_argument("--iters", type=int, default=50, help="timed calls (per engine and batch); the table uses their median")
     p.add_argument("--threads", type=int, default=None,
                    help="CPU threads of every engine (default: torch's); on a CPU shared with other work use 1")
     p.add_argument("--compile-mode", default=None, help="torch.compile mode (default: reduce-overhead on CUDA)")
     p.add_argument("--workdir", default=None, help="where engine files are built (default: a temporary folder)")
     p.add_argument("--json", default=None, help="write the results as JSON to this file")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the fresh weights and of the random inputs")
     p.set_defaults(func=_run)
 
 
