@@ -25,6 +25,8 @@ from dataclasses import dataclass
 import torch
 
 import fastpose.reference as R
+from fastpose.ops._spec import SPECS
+from fastpose.ops._spec import output_shapes as output_shape_of
 
 __all__ = [
     "CI_COMPILED",
@@ -50,10 +52,10 @@ __all__ = [
 
 MODES = ("forward", "backward", "forward+backward")
 
-VOLUMETRIC_OPS = ("soft_argmax_3d", "heatmap_mse_3d", "soft_argmax_heatmap_mse_3d")
-# soft_argmax_heatmap_mse_2d: the 2D fused head of issue 12 (benchmarked once the op is registered)
-IMAGE_OPS = ("soft_argmax_2d", "heatmap_mse_2d", "soft_argmax_heatmap_mse_2d")
-PROJECTION_OPS = ("project_to_2d", "reprojection_loss")
+# The ops of each input family, from their declarations (fastpose/ops/_spec.py).
+VOLUMETRIC_OPS = tuple(op for op, s in SPECS.items() if s.family == "volume")
+IMAGE_OPS = tuple(op for op, s in SPECS.items() if s.family == "image")
+PROJECTION_OPS = tuple(op for op, s in SPECS.items() if s.family == "points")
 
 J_VOLUMETRIC = 18  # 17 Human3.6M joints + thorax (Tsai & Luo)
 EDGE = 64  # D = H = W = 64 volumetric heatmaps, 64 x 64 2D heatmaps
@@ -159,18 +161,19 @@ def cases_for(op: str, device: str, selection: str) -> list[Case]:
         out.append(Case(op, "paper", _dims(B=b, J=J_VOLUMETRIC, D=EDGE, H=EDGE, W=EDGE)))
         if device == "cuda":  # mixed-precision training: bf16 logits, float32 accumulation
             out.append(Case(op, "paper", _dims(B=b, J=J_VOLUMETRIC, D=EDGE, H=EDGE, W=EDGE), "bfloat16"))
-        if selection == "all":
+        sweeps = SPECS[op].bench_sweeps if selection == "all" else ()
+        if "volume" in sweeps:
             bs = SWEEP_VOLUME_BATCH[_dev_key(device)]
             out += [Case(op, "sweep-volume", _dims(B=bs, J=J_VOLUMETRIC, D=e, H=e, W=e), modes=fb)
                     for e in SWEEP_EDGES[_dev_key(device)]]
-            if op == "soft_argmax_heatmap_mse_3d":
-                out += [Case(op, "sweep-batch", _dims(B=n, J=J_VOLUMETRIC, D=EDGE, H=EDGE, W=EDGE), modes=fb)
-                        for n in SWEEP_BATCHES[_dev_key(device)]]
+        if "batch" in sweeps:
+            out += [Case(op, "sweep-batch", _dims(B=n, J=J_VOLUMETRIC, D=EDGE, H=EDGE, W=EDGE), modes=fb)
+                    for n in SWEEP_BATCHES[_dev_key(device)]]
     elif op in IMAGE_OPS:
         out.append(Case(op, "paper", _dims(B=IMAGE_BATCH, J=J_VOLUMETRIC, H=EDGE, W=EDGE)))
     elif op in PROJECTION_OPS:
         out += [Case(op, "paper", _dims(**LIFTING), camera=c) for c in ("sequence", "frame")]
-        if selection == "all":
+        if selection == "all" and "frames" in SPECS[op].bench_sweeps:
             out += [Case(op, "sweep-frames", _dims(N=LIFTING["N"], T=t, J=LIFTING["J"]), modes=fb,
                          camera="sequence") for t in SWEEP_FRAMES]
     else:
@@ -226,37 +229,39 @@ def make_inputs(case: Case, device: str | torch.device, seed: int = 0) -> tuple[
     def to(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         return t.to(device=device, dtype=dtype)
 
-    if op in VOLUMETRIC_OPS or op in IMAGE_OPS:
+    if op not in SPECS:
+        raise ValueError(f"make_inputs: unknown op {op!r}")
+    spec = SPECS[op]
+    names = [a.name for a in spec.args[1:]]  # the op's other positional arguments, in order
+    if spec.family in ("volume", "image"):
         spatial = (d["D"], d["H"], d["W"]) if "D" in d else (d["H"], d["W"])
         shape = (d["B"], d["J"], *spatial)
         extent = torch.tensor([s - 1 for s in reversed(spatial)], dtype=torch.float64)  # (x, y[, z])
         joints = torch.rand(d["B"], d["J"], len(spatial), generator=gen, dtype=torch.float64) * extent
         weights = torch.rand(d["B"], d["J"], generator=gen, dtype=torch.float64) * 0.5 + 0.5
-        if op.startswith("heatmap_mse"):
+        if spec.main.name == "heatmaps":  # heatmaps near the Gaussian target's scale
             x = torch.rand(shape, generator=gen) * 0.3
-            return to(x, dt), (to(joints, sec), SIGMA, to(weights, sec), "mean")
-        x = torch.randn(shape, generator=gen) * 2.0
-        if op.startswith("soft_argmax_heatmap_mse"):
-            return to(x, dt), (to(joints, sec), SIGMA, to(weights, sec))
-        return to(x, dt), ()
-    if op in PROJECTION_OPS:
-        n, t, j = d["N"], d["T"], d["J"]
-        z = torch.rand(n, t, j, 1, generator=gen) * 4.0 + 2.0  # metres in front of the camera
-        xy = torch.randn(n, t, j, 2, generator=gen) * 0.35 * z  # |xy/z| > 1 for ~0.5% of points
-        points = torch.cat([xy, z], -1)
-        cams = _h36m_cameras_normalised()
-        camera = cams[torch.arange(n) % cams.shape[0]]  # (N, 9): one camera per window
-        per_frame = camera[:, None].expand(n, t, 9).contiguous()  # (N, T, 9): valid in every layout
-        cam_arg = camera  # what the op receives: (N, 9) prefix layout
-        if case.camera == "frame":
-            cam_arg = per_frame  # (N, T, 9) the window's camera repeated per frame
-        elif case.camera == "sequence" and sequence_camera_broadcast():
-            cam_arg = camera[:, None]  # (N, 1, 9) broadcast over the frames, torch-style
-        if op == "project_to_2d":
-            return to(points, dt), (to(cam_arg, sec),)
+        else:  # logits
+            x = torch.randn(shape, generator=gen) * 2.0
+        named = {"joints": to(joints, sec), "sigma": SIGMA, "weights": to(weights, sec), "reduction": "mean"}
+        return to(x, dt), tuple(named[n] for n in names)
+    n, t, j = d["N"], d["T"], d["J"]
+    z = torch.rand(n, t, j, 1, generator=gen) * 4.0 + 2.0  # metres in front of the camera
+    xy = torch.randn(n, t, j, 2, generator=gen) * 0.35 * z  # |xy/z| > 1 for ~0.5% of points
+    points = torch.cat([xy, z], -1)
+    cams = _h36m_cameras_normalised()
+    camera = cams[torch.arange(n) % cams.shape[0]]  # (N, 9): one camera per window
+    per_frame = camera[:, None].expand(n, t, 9).contiguous()  # (N, T, 9): valid in every layout
+    cam_arg = camera  # what the op receives: (N, 9) prefix layout
+    if case.camera == "frame":
+        cam_arg = per_frame  # (N, T, 9) the window's camera repeated per frame
+    elif case.camera == "sequence" and sequence_camera_broadcast():
+        cam_arg = camera[:, None]  # (N, 1, 9) broadcast over the frames, torch-style
+    named = {"camera": to(cam_arg, sec), "weights": None}  # SPGNet's 2D MPJPE: unweighted
+    if "keypoints_2d" in names:
         kp = R.project_to_2d(points, per_frame) + torch.randn(n, t, j, 2, generator=gen) * 0.02
-        return to(points, dt), (to(cam_arg, sec), to(kp, sec), None)  # SPGNet's 2D MPJPE: unweighted
-    raise ValueError(f"make_inputs: unknown op {op!r}")
+        named["keypoints_2d"] = to(kp, sec)
+    return to(points, dt), tuple(named[n] for n in names)
 
 
 def as_tuple(out) -> tuple[torch.Tensor, ...]:
@@ -264,18 +269,15 @@ def as_tuple(out) -> tuple[torch.Tensor, ...]:
 
 
 def output_shapes(case: Case) -> list[tuple[int, ...]]:
-    """Shapes of the op's outputs for ``case`` (coordinates, losses, projections)."""
+    """Shapes of the op's outputs for ``case`` (from the op's declaration: coordinates, losses,
+    projections)."""
     d = case.size
-    op = case.op
-    if op in ("soft_argmax_3d", "soft_argmax_2d"):
-        return [(d["B"], d["J"], 3 if "D" in d else 2)]
-    if op in ("soft_argmax_heatmap_mse_3d", "soft_argmax_heatmap_mse_2d"):
-        return [(d["B"], d["J"], 3 if "D" in d else 2), ()]
-    if op in ("heatmap_mse_3d", "heatmap_mse_2d", "reprojection_loss"):
-        return [()]  # reduction "mean" / a scalar loss
-    if op == "project_to_2d":
-        return [(d["N"], d["T"], d["J"], 2)]
-    raise ValueError(f"output_shapes: unknown op {op!r}")
+    sizes: dict[str, object] = dict(d)
+    if "N" in d:
+        sizes["*L"] = (d["N"], d["T"])
+    if case.op not in SPECS:
+        raise ValueError(f"output_shapes: unknown op {case.op!r}")
+    return output_shape_of(case.op, sizes)
 
 
 def cotangents(case: Case, device: torch.device, dtype: torch.dtype, seed: int = 1) -> list[torch.Tensor]:

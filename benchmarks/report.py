@@ -30,13 +30,15 @@ import sys
 from collections import defaultdict
 from dataclasses import dataclass
 
+from fastpose.ops._spec import SPECS
+
 __all__ = ["Record", "load_results", "main", "render"]
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOT_ON_GPU = "not yet measured on a GPU"
 
-OP_ORDER = ("soft_argmax_heatmap_mse_3d", "soft_argmax_3d", "heatmap_mse_3d", "soft_argmax_heatmap_mse_2d", "soft_argmax_2d",
-            "heatmap_mse_2d", "reprojection_loss", "project_to_2d")
+# Every declared op (fastpose/ops/_spec.py), in the order of its report_rank.
+OP_ORDER = tuple(sorted(SPECS, key=lambda op: SPECS[op].report_rank))
 PROVIDER_ORDER = ("peer", "peer-compiled", "peer+target", "peer+target-compiled", "peer-target",
                   "reference", "reference-compiled", "cpu", "cuda", "triton")
 MISSING = "missing"
@@ -265,15 +267,17 @@ def _sweep_points(cases: dict, kind: str) -> dict[int, dict[str, Record]]:
     return dict(table)
 
 
-_PROJECTION = ("project_to_2d", "reprojection_loss")
-_TARGET_OPS = ("soft_argmax_heatmap_mse_3d", "heatmap_mse_3d", "soft_argmax_heatmap_mse_2d", "heatmap_mse_2d")
+_PROJECTION = tuple(op for op in OP_ORDER if SPECS[op].family == "points")
+# ops with a Gaussian heatmap target (the peer materialises it: the peer+target column)
+_TARGET_OPS = tuple(op for op in OP_ORDER if any(a.name == "joints" for a in SPECS[op].args))
 _CAMERA_TEXT = {"sequence": "one camera per sequence", "frame": "one camera per frame"}
 
 
 def _gpu_shape(op: str) -> str:
-    if op in ("project_to_2d", "reprojection_loss"):
+    family = SPECS[op].family if op in SPECS else ""
+    if family == "points":
         return "N=1024, T=243, J=17"
-    return "B=32, J=18, D=64, H=64, W=64" if op.endswith("3d") else "B=32, J=18, H=64, W=64"
+    return "B=32, J=18, D=64, H=64, W=64" if family == "volume" else "B=32, J=18, H=64, W=64"
 
 
 def _best_backend(by_provider: dict[str, Record]) -> Record | None:

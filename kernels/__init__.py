@@ -1,12 +1,11 @@
 """The ``triton`` backend of fastpose (installed as ``fastpose.kernels``).
 
-One module per op stem (``soft_argmax``, ``heatmap_mse``, ``soft_argmax_heatmap_mse``,
-``projection``), each holding its private ``@triton.jit`` kernels, host launchers and
+One module per op stem (the ``stem`` of the op's declaration in ``fastpose/ops/_spec.py``), each holding its private ``@triton.jit`` kernels, host launchers and
 ``torch.library`` operators ``fastpose::<op>_triton`` / ``fastpose::<op>_triton_backward``, and a
 table ``IMPLS`` of ``(op, implementation, reasons)``.
 
 This package does not import :mod:`fastpose.ops` and registers nothing by itself: the dispatcher
-(``fastpose.ops._load_backends``) imports it and registers :func:`implementations` with
+(``fastpose.ops._load_backends``) imports it and registers :func:`implementations` of its declared ops with
 ``register_impl(op, "triton", fn, devices=DEVICES, dtypes=DTYPES, reasons=reasons, note=NOTE)``.
 So the dependency goes one way, ``fastpose.ops`` -> ``kernels``, and importing the kernels alone
 (tests, the compile checks) has no side effect on the dispatch.
@@ -29,7 +28,8 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "install it with: pip install 'fastpose[triton]'"
     ) from exc
 
-from collections.abc import Callable
+import importlib
+from collections.abc import Callable, Iterable
 
 import torch
 
@@ -46,8 +46,17 @@ DEVICES = ("cuda", "cpu") if INTERPRET else ("cuda",)
 NOTE = "Triton interpreter (TRITON_INTERPRET=1)" if INTERPRET else ""
 
 
-def implementations() -> list[tuple[str, Callable, Callable[..., list[str]] | None]]:
-    """``(op, implementation, reasons)`` for every op this backend serves (the dispatcher registers
-    them; ``reasons`` says why an input cannot be served beyond device and dtype, or is None)."""
-    return [entry for module in (soft_argmax, heatmap_mse, soft_argmax_heatmap_mse, projection)
-            for entry in module.IMPLS]
+def implementations(ops: Iterable[tuple[str, str]]) -> list[tuple[str, Callable, Callable[..., list[str]] | None]]:
+    """``(op, implementation, reasons)`` for each ``(op, stem)`` asked for (the dispatcher passes its
+    op declarations, fastpose/ops/_spec.py, and registers the result): the entry of ``op`` in the
+    ``IMPLS`` table of the module ``kernels.<stem>``. ``reasons`` says why an input cannot be
+    served beyond device and dtype, or is None. An op whose module has no entry raises LookupError
+    (a declared op without its Triton implementation is a bug, not a silent gap)."""
+    out = []
+    for op, stem in ops:
+        module = importlib.import_module(f"{__name__}.{stem}")
+        found = [entry for entry in module.IMPLS if entry[0] == op]
+        if not found:
+            raise LookupError(f"kernels.{stem} has no Triton implementation of {op!r} in its IMPLS table")
+        out.append(found[0])
+    return out

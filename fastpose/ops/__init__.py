@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os as _os
 
-from . import _dispatch
+from . import _dispatch, _spec
 from ._dispatch import (
     BackendNotSupportedError,
     available_backends,
@@ -58,7 +58,7 @@ def _load_backends() -> None:
             msg += " (install the extra: pip install 'fastpose[triton]')"
         _dispatch.record_load_error("triton", msg)
         return
-    for op, fn, reasons in kernels.implementations():
+    for op, fn, reasons in kernels.implementations((s.name, s.stem) for s in _spec.SPECS.values()):
         _dispatch.register_impl(op, "triton", fn, devices=kernels.DEVICES, dtypes=kernels.DTYPES, reasons=reasons,
                                 note=kernels.NOTE)
 

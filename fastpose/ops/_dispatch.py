@@ -48,6 +48,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ._spec import SPECS
+
 __all__ = [
     "BACKENDS",
     "OPS",
@@ -63,15 +65,8 @@ __all__ = [
 
 BACKENDS = ("reference", "cpu", "cuda", "triton")
 
-OPS = (
-    "soft_argmax_2d",
-    "soft_argmax_3d",
-    "heatmap_mse_2d",
-    "heatmap_mse_3d",
-    "soft_argmax_heatmap_mse_3d",
-    "project_to_2d",
-    "reprojection_loss",
-)
+# Every op declared in fastpose/ops/_spec.py (one OpSpec per op), in declaration order.
+OPS: tuple[str, ...] = tuple(SPECS)
 
 # Per device type, the order in which backends are tried when none is named.
 # CPU: the OpenMP kernels first -- BENCHMARKS.md, machine cpu-vm (2 threads, forward+backward

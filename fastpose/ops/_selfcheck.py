@@ -19,47 +19,36 @@ __all__ = ["backend_table"]
 
 
 def _samples(device: torch.device, generator: torch.Generator, size: str):
-    """(op -> (callable(backend) -> outputs tuple, main tensor, args for reasons))."""
-    from . import (
-        heatmap_mse_2d,
-        heatmap_mse_3d,
-        project_to_2d,
-        reprojection_loss,
-        soft_argmax_2d,
-        soft_argmax_3d,
-        soft_argmax_heatmap_mse_3d,
-    )
-
-    def rnd(*shape, scale=1.0):
-        return (torch.randn(*shape, generator=generator) * scale).to(device)
+    """(op -> (callable(backend, main) -> outputs tuple, main tensor, args for reasons)): every
+    declared op (fastpose/ops/_spec.py) on inputs from :func:`fastpose.ops._spec.make_case`."""
+    from . import _spec
 
     if size == "small":
-        b, j, d, h, w, n, t = 2, 17, 8, 10, 12, 4, 9
-    else:  # "seed": the CPU seed shapes of the kernel issues
-        b, j, d, h, w, n, t = 8, 18, 64, 64, 64, 1024, 243
-    vol = rnd(b, j, d, h, w)
-    img = rnd(b, j, h, w)
-    joints3 = (torch.rand(b, j, 3, generator=generator) * torch.tensor([w - 1, h - 1, d - 1])).to(device)
-    joints2 = joints3[..., :2].contiguous()
-    pts = torch.cat([rnd(n, t if size == "seed" else 3, 17, 2, scale=0.3),
-                     (torch.rand(n, t if size == "seed" else 3, 17, 1, generator=generator) * 3 + 2).to(device)], -1)
-    cam = torch.tensor([1.1, 1.1, 0.02, -0.01, -0.2, 0.24, -0.003, -0.001, -0.0014]).to(device)
-    cam = cam.expand(n, 1, 9).contiguous()  # one camera per sample, broadcast over T
-    kp = rnd(*pts.shape[:-1], 2, scale=0.3)
+        sizes = {"volume": (2, 17, (8, 10, 12)), "image": (2, 17, (10, 12)), "points": (4, 17, (3,))}
+    else:  # "seed": the CPU seed shapes of the kernel issues (volumes 8x18x64^3, 1024x243x17 points)
+        sizes = {"volume": (8, 18, (64, 64, 64)), "image": (8, 18, (64, 64)), "points": (1024, 17, (243,))}
+    out = {}
+    for name, spec in _spec.SPECS.items():
+        batch, j, dims = sizes[spec.family]
+        x, args = _spec.make_case(name, generator, torch.float32, batch=batch, j=j, dims=dims, sigma=2.0,
+                                  sec_dtype=torch.float32)
+        x = x.to(device)
+        args = tuple(a.to(device) if isinstance(a, torch.Tensor) else a for a in args)
+        fn = getattr(_ops_module(), name)
 
-    return {
-        "soft_argmax_2d": (lambda be, x: (soft_argmax_2d(x, backend=be),), img, (img,)),
-        "soft_argmax_3d": (lambda be, x: (soft_argmax_3d(x, backend=be),), vol, (vol,)),
-        "heatmap_mse_2d": (lambda be, x: (heatmap_mse_2d(x, joints2, 2.0, backend=be),), img,
-                           (img, joints2, 2.0, None, "mean")),
-        "heatmap_mse_3d": (lambda be, x: (heatmap_mse_3d(x, joints3, 2.0, backend=be),), vol,
-                           (vol, joints3, 2.0, None, "mean")),
-        "soft_argmax_heatmap_mse_3d": (lambda be, x: soft_argmax_heatmap_mse_3d(x, joints3, 2.0, backend=be),
-                                       vol, (vol, joints3, 2.0, None)),
-        "project_to_2d": (lambda be, x: (project_to_2d(x, cam, backend=be),), pts, (pts, cam)),
-        "reprojection_loss": (lambda be, x: (reprojection_loss(x, cam, kp, backend=be),), pts,
-                              (pts, cam, kp, None)),
-    }
+        def call(be, t, _fn=fn, _args=args):
+            outs = _fn(t, *_args, backend=be)
+            return tuple(outs) if isinstance(outs, (tuple, list)) else (outs,)
+
+        out[name] = (call, x, (x, *args))
+    return out
+
+
+def _ops_module():
+    """fastpose.ops (imported late: this module is imported by it)."""
+    from .. import ops
+
+    return ops
 
 
 def _run(fn: Callable, backend: str, x: torch.Tensor):

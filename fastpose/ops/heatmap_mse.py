@@ -13,19 +13,10 @@ import torch
 from torch import Tensor
 
 from ..reference import heatmap_mse as _ref
-from . import _validation as _v
 from ._dispatch import register_impl, select_backend
+from ._spec import validate
 
 __all__ = ["heatmap_mse_2d", "heatmap_mse_3d"]
-
-
-def _validate(op: str, ndim: int, heatmaps, joints, sigma, weights, reduction):
-    h = _v.main_tensor(op, "heatmaps", heatmaps, ndim=2 + ndim)
-    b, j = h.shape[:2]
-    joints = _v.secondary(op, "joints", joints, h, (b, j, ndim), "heatmaps")
-    if weights is not None:
-        weights = _v.secondary(op, "weights", weights, h, (b, j), "heatmaps")
-    return h, joints, _v.sigma_value(op, sigma), weights, _v.reduction_value(op, reduction)
 
 
 def heatmap_mse_3d(heatmaps: Tensor, joints: Tensor, sigma: float, weights: Tensor | None = None,
@@ -35,14 +26,14 @@ def heatmap_mse_3d(heatmaps: Tensor, joints: Tensor, sigma: float, weights: Tens
     sigma > 0 in voxels; weights (B, J) or None; reduction ``mean`` | ``sum`` | ``none`` (B, J).
     Differentiable w.r.t. ``heatmaps`` only (joints, sigma and weights are targets).
     """
-    args = _validate("heatmap_mse_3d", 3, heatmaps, joints, sigma, weights, reduction)
+    args = validate("heatmap_mse_3d", heatmaps, joints, sigma, weights, reduction)
     return select_backend("heatmap_mse_3d", args[0], args, backend).fn(*args)
 
 
 def heatmap_mse_2d(heatmaps: Tensor, joints: Tensor, sigma: float, weights: Tensor | None = None,
                    reduction: str = "mean", *, backend: str | None = None) -> Tensor:
     """MSE between heatmaps (B, J, H, W) and the Gaussian at joints (B, J, 2) = (x, y) pixels."""
-    args = _validate("heatmap_mse_2d", 2, heatmaps, joints, sigma, weights, reduction)
+    args = validate("heatmap_mse_2d", heatmaps, joints, sigma, weights, reduction)
     return select_backend("heatmap_mse_2d", args[0], args, backend).fn(*args)
 
 

@@ -16,8 +16,8 @@ import torch
 from torch import Tensor
 
 from ..reference import projection as _ref
-from . import _validation as _v
 from ._dispatch import register_impl, select_backend
+from ._spec import validate
 
 __all__ = ["project_to_2d", "reprojection_loss"]
 
@@ -25,23 +25,16 @@ __all__ = ["project_to_2d", "reprojection_loss"]
 def project_to_2d(points: Tensor, camera: Tensor, *, backend: str | None = None) -> Tensor:
     """Project camera-frame points (*L, J, 3) with distortion through camera (*C, 9) -> (*L, J, 2);
     C broadcasts to L (torch's rule, see the module doc)."""
-    p = _v.main_tensor("project_to_2d", "points", points, min_ndim=2, last=3)
-    cam = _v.camera_tensor("project_to_2d", camera, p)
-    return select_backend("project_to_2d", p, (p, cam), backend).fn(p, cam)
+    args = validate("project_to_2d", points, camera)
+    return select_backend("project_to_2d", args[0], args, backend).fn(*args)
 
 
 def reprojection_loss(points: Tensor, camera: Tensor, keypoints_2d: Tensor, weights: Tensor | None = None,
                       *, backend: str | None = None) -> Tensor:
     """Mean (optionally weighted) Euclidean 2D error of the projection of ``points`` against
     ``keypoints_2d`` (..., J, 2); weights (..., J) or None. Differentiable w.r.t. ``points``."""
-    op = "reprojection_loss"
-    p = _v.main_tensor(op, "points", points, min_ndim=2, last=3)
-    cam = _v.camera_tensor(op, camera, p)
-    kp = _v.secondary(op, "keypoints_2d", keypoints_2d, p, (*p.shape[:-1], 2), "points")
-    if weights is not None:
-        weights = _v.secondary(op, "weights", weights, p, tuple(p.shape[:-1]), "points")
-    args = (p, cam, kp, weights)
-    return select_backend(op, p, args, backend).fn(*args)
+    args = validate("reprojection_loss", points, camera, keypoints_2d, weights)
+    return select_backend("reprojection_loss", args[0], args, backend).fn(*args)
 
 
 @torch.library.custom_op("fastpose::project_to_2d_reference", mutates_args=())

@@ -11,8 +11,8 @@ from torch import Tensor
 
 from ..reference import soft_argmax as _ref
 from ..reference._rows import acc_dtype
-from . import _validation as _v
 from ._dispatch import register_impl, select_backend
+from ._spec import validate
 
 __all__ = ["soft_argmax_2d", "soft_argmax_3d"]
 
@@ -23,14 +23,14 @@ def soft_argmax_3d(logits: Tensor, *, backend: str | None = None) -> Tensor:
     logits (B, J, D, H, W) -> coords (B, J, 3) = (E[x], E[y], E[z]) in voxel units, in logits' dtype
     (accumulated in float32). Differentiable w.r.t. ``logits``.
     """
-    _v.main_tensor("soft_argmax_3d", "logits", logits, ndim=5)
-    return select_backend("soft_argmax_3d", logits, (logits,), backend).fn(logits)
+    args = validate("soft_argmax_3d", logits)
+    return select_backend("soft_argmax_3d", args[0], args, backend).fn(*args)
 
 
 def soft_argmax_2d(logits: Tensor, *, backend: str | None = None) -> Tensor:
     """logits (B, J, H, W) -> coords (B, J, 2) = (E[x], E[y]); see :func:`soft_argmax_3d`."""
-    _v.main_tensor("soft_argmax_2d", "logits", logits, ndim=4)
-    return select_backend("soft_argmax_2d", logits, (logits,), backend).fn(logits)
+    args = validate("soft_argmax_2d", logits)
+    return select_backend("soft_argmax_2d", args[0], args, backend).fn(*args)
 
 
 # ---- reference backend: custom ops around fastpose.reference (opcheck-able, compile-able) -------

@@ -13,8 +13,8 @@ from torch import Tensor
 
 from ..reference import soft_argmax_heatmap_mse as _ref
 from ..reference._rows import acc_dtype
-from . import _validation as _v
 from ._dispatch import register_impl, select_backend
+from ._spec import validate
 
 __all__ = ["soft_argmax_heatmap_mse_3d"]
 
@@ -29,13 +29,8 @@ def soft_argmax_heatmap_mse_3d(logits: Tensor, joints: Tensor, sigma: float,
     Returns ``(coords (B, J, 3), mse scalar)`` in logits' dtype; gradients of both flow into
     ``logits`` in one backward pass.
     """
-    z = _v.main_tensor(_OP, "logits", logits, ndim=5)
-    b, j = z.shape[:2]
-    joints = _v.secondary(_OP, "joints", joints, z, (b, j, 3), "logits")
-    if weights is not None:
-        weights = _v.secondary(_OP, "weights", weights, z, (b, j), "logits")
-    args = (z, joints, _v.sigma_value(_OP, sigma), weights)
-    return select_backend(_OP, z, args, backend).fn(*args)
+    args = validate(_OP, logits, joints, sigma, weights)
+    return select_backend(_OP, args[0], args, backend).fn(*args)
 
 
 @torch.library.custom_op("fastpose::soft_argmax_heatmap_mse_3d_reference", mutates_args=())

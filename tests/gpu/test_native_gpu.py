@@ -14,6 +14,7 @@ import torch
 
 import fastpose.reference as R
 from fastpose import ops
+from fastpose.ops import _spec
 from fastpose.ops._dispatch import available_backends, load_errors
 from tests._tolerances import assert_close, assert_low_precision
 
@@ -57,24 +58,29 @@ def _points(seed, n, t, j, dtype):
     return pts.to(dtype), cam, kp, w
 
 
+_SEED_SHAPES = {"volume": (4, 18, 64, 64, 64), "image": (32, 18, 64, 64)}
+
+
 def _case(op, seed, dtype, shape=None):
-    """(x, fn(x, backend) -> outputs tuple) at the seed shapes (or ``shape`` for volume ops)."""
-    if op in ("soft_argmax_3d", "heatmap_mse_3d", "soft_argmax_heatmap_mse_3d"):
-        x, mu, w = _volume(seed, shape or (4, 18, 64, 64, 64), dtype)
-    elif op in ("soft_argmax_2d", "heatmap_mse_2d"):
-        x, mu, w = _volume(seed, shape or (32, 18, 64, 64), dtype)
+    """(x, fn(x, backend) -> outputs tuple) at the seed shapes (or ``shape`` for volume / image ops),
+    the arguments in the order of the op's declaration (fastpose/ops/_spec.py)."""
+    spec = _spec.spec(op)
+    if spec.family == "points":
+        x, cam, kp, w = _points(seed, 64, 243, 17, dtype)
+        named = {"camera": cam, "keypoints_2d": kp, "weights": w}
     else:
-        pts, cam, kp, w = _points(seed, 64, 243, 17, dtype)
-        if op == "project_to_2d":
-            return pts, lambda t, be: (ops.project_to_2d(t, cam, backend=be),)
-        return pts, lambda t, be: (ops.reprojection_loss(t, cam, kp, w, backend=be),)
-    if op.startswith("soft_argmax_heatmap"):
-        return x, lambda t, be: ops.soft_argmax_heatmap_mse_3d(t, mu, SIGMA, w, backend=be)
-    if op.startswith("heatmap"):
-        fn = getattr(ops, op)
-        return (x.float() * 0.3 + 0.2).to(dtype), lambda t, be: (fn(t, mu, SIGMA, w, "none", backend=be),)
+        x, mu, w = _volume(seed, shape or _SEED_SHAPES[spec.family], dtype)
+        if spec.main.name == "heatmaps":
+            x = (x.float() * 0.3 + 0.2).to(dtype)
+        named = {"joints": mu, "sigma": SIGMA, "weights": w, "reduction": "none"}
+    args = tuple(named[a.name] for a in spec.args[1:])
     fn = getattr(ops, op)
-    return x, lambda t, be: (fn(t, backend=be),)
+
+    def call(t, be):
+        out = fn(t, *args, backend=be)
+        return tuple(out) if isinstance(out, (tuple, list)) else (out,)
+
+    return x, call
 
 
 def _run(fn, x, backend, seed=0):
@@ -87,8 +93,8 @@ def _run(fn, x, backend, seed=0):
     return [o.detach() for o in outs], grad
 
 
-OPS = ["soft_argmax_2d", "soft_argmax_3d", "heatmap_mse_2d", "heatmap_mse_3d", "soft_argmax_heatmap_mse_3d",
-       "project_to_2d", "reprojection_loss"]
+OPS = list(_spec.SPECS)  # every declared op
+VOLUME_OPS = [op for op, s in _spec.SPECS.items() if s.family == "volume"]
 
 
 @pytest.mark.parametrize("op", OPS)
@@ -103,7 +109,7 @@ def test_matches_reference(op, dtype):
     assert_close(grad, exp_grad, dtype, f"{op}[cuda] gradient")
 
 
-@pytest.mark.parametrize("op", ["soft_argmax_3d", "heatmap_mse_3d", "soft_argmax_heatmap_mse_3d"])
+@pytest.mark.parametrize("op", VOLUME_OPS)
 @pytest.mark.parametrize("shape", [(3, 17, 13, 21, 33), (1, 18, 64, 64, 64), (2, 17, 1, 1, 5)], ids=str)
 def test_odd_and_single_batch_volumes(op, shape):
     x, fn = _case(op, 2, torch.float32, shape)
@@ -236,12 +242,7 @@ def test_compile_fullgraph(op):
 
 @pytest.mark.parametrize("op", OPS)
 def test_opcheck(op):
-    if op.endswith("3d"):
-        shape = (2, 17, 5, 6, 7)
-    elif op.endswith("2d") and "project" not in op:
-        shape = (2, 17, 9, 11)
-    else:
-        shape = None
+    shape = {"volume": (2, 17, 5, 6, 7), "image": (2, 17, 9, 11)}.get(_spec.spec(op).family)
     x, fn = _case(op, 9, torch.float32, shape)
     captured = []
 

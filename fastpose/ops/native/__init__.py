@@ -14,24 +14,20 @@ nothing: nothing is faked. Custom ops are named ``fastpose::<op>_<backend>`` and
 
 from __future__ import annotations
 
+import importlib
+
 from ... import _ext
-from .._dispatch import record_load_error
+from .._dispatch import available_backends, record_load_error
+from .._spec import SPECS, native_functions
 
 __all__ = ["registered_backends"]
 
-# Functions of fastpose._C this package calls; a build from an older csrc/ lacks some of them.
+# Functions of fastpose._C this package calls (a build from an older csrc/ lacks some of them): the
+# entry points every OpSpec declares (fastpose/ops/_spec.py), plus the shared row_scale kernel and,
+# on the CPU, the buffer role tables of the typed kernel boundary.
 _REQUIRED = {
-    "cpu": ("row_scale_cpu", "soft_argmax_forward_cpu", "soft_argmax_backward_cpu", "heatmap_mse_forward_cpu",
-            "heatmap_mse_backward_cpu",
-            "soft_argmax_heatmap_mse_forward_cpu", "soft_argmax_heatmap_mse_backward_cpu",
-            "project_forward_cpu", "project_backward_cpu", "reprojection_forward_cpu",
-            "buffer_roles"),  # with the camera index map (cam_div) and the buffer role tables
-    "cuda": ("row_scale_cuda", "soft_argmax_workspace_cuda", "soft_argmax_forward_cuda",
-             "soft_argmax_backward_cuda", "heatmap_mse_workspace_cuda", "heatmap_mse_forward_cuda",
-             "heatmap_mse_backward_cuda",
-             "soft_argmax_heatmap_mse_workspace_cuda", "soft_argmax_heatmap_mse_forward_cuda",
-             "soft_argmax_heatmap_mse_backward_cuda", "project_forward_cuda", "project_backward_cuda",
-             "reprojection_workspace_cuda", "reprojection_forward_cuda"),
+    "cpu": ("row_scale_cpu", *native_functions("cpu"), "buffer_roles"),
+    "cuda": ("row_scale_cuda", *native_functions("cuda")),
 }
 
 _REGISTERED: list[str] = []
@@ -72,8 +68,8 @@ def _register_all() -> None:
         record_load_error("cpu", why)
         record_load_error("cuda", why)
         return
-    from . import heatmap_mse, projection, soft_argmax, soft_argmax_heatmap_mse
-
+    # one module per op stem (fastpose/ops/native/<stem>.py), each registering the ops of its specs
+    modules = [importlib.import_module(f"{__name__}.{stem}") for stem in dict.fromkeys(s.stem for s in SPECS.values())]
     backends = ["cpu"]
     cuda_error = _cuda_runtime_error()
     if _ext.cuda_built() and cuda_error is None:
@@ -93,8 +89,12 @@ def _register_all() -> None:
             record_load_error(backend, f"fastpose._C is out of date (no {', '.join(missing)}); fix: rebuild it: "
                                        "pip install --no-build-isolation --no-deps -e .")
             continue
-        for module in (soft_argmax, heatmap_mse, soft_argmax_heatmap_mse, projection):
+        for module in modules:
             module.register(backend)
+        unserved = [op for op in SPECS if backend not in available_backends(op)]
+        if unserved:  # a spec without its native implementation: say so rather than serve part of the ops
+            raise RuntimeError(f"fastpose.ops.native: the {backend} modules registered no implementation of "
+                               f"{unserved} (declared in fastpose/ops/_spec.py)")
         _REGISTERED.append(backend)
 
 

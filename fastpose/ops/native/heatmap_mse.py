@@ -18,6 +18,7 @@ from torch import Tensor
 
 from ...reference.heatmap_mse import _normaliser
 from .._dispatch import register_impl
+from .._spec import SPECS
 from . import _glue as g
 from . import _volume as v
 from ._glue import Buffer
@@ -131,6 +132,6 @@ def _define(backend: str, ndim: int):
 
 
 def register(backend: str) -> None:
-    for ndim in (2, 3):
-        register_impl(f"heatmap_mse_{ndim}d", backend, _define(backend, ndim), devices=(backend,), dtypes=g.DTYPES,
+    for spec in (s for s in SPECS.values() if s.stem == "heatmap_mse"):  # the 2D and 3D ops
+        register_impl(spec.name, backend, _define(backend, spec.ndim), devices=(backend,), dtypes=g.DTYPES,
                       note=f"fastpose._C {backend} kernels (csrc/heatmap_mse)")

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from .._dispatch import register_impl
+from .._spec import SPECS
 from . import _glue as g
 from . import _volume as v
 from ._glue import Buffer
@@ -115,6 +116,6 @@ def _define(backend: str, ndim: int):
 
 
 def register(backend: str) -> None:
-    for ndim in (2, 3):
-        register_impl(f"soft_argmax_{ndim}d", backend, _define(backend, ndim), devices=(backend,), dtypes=g.DTYPES,
+    for spec in (s for s in SPECS.values() if s.stem == "soft_argmax"):  # the 2D and 3D ops
+        register_impl(spec.name, backend, _define(backend, spec.ndim), devices=(backend,), dtypes=g.DTYPES,
                       note=f"fastpose._C {backend} kernels (csrc/soft_argmax)")

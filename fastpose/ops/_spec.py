@@ -1,0 +1,284 @@
+"""One declaration per op: :class:`OpSpec` (the op contract of docs/ops.md, in code).
+
+Each public op of :mod:`fastpose.ops` is declared once in :data:`SPECS`: its arguments (name,
+shape in size symbols, dtype rule, which one gets a gradient), its outputs (name and shape), its
+reference function (``fastpose.reference.<name>``), its saved state, the ``fastpose._C`` entry
+points its native backends call (whose buffers are typed by the ``KernelSpec`` declarations of
+``fastpose/ops/native/<stem>.py``), the Triton / native module that implements it (``stem``), the
+reference custom ops an export of it contains (their ONNX lowering lives in
+``fastpose/engine/_onnx_ops.py``), and how to build its inputs for tests, the self-check and the
+benchmarks (``family`` + :func:`make_case`).
+
+Everything that used to keep its own list of op names derives from here: the dispatch's
+``OPS``, argument validation (:func:`validate`), the native backends' required ``fastpose._C``
+functions and module registration, the Triton registration, ``fastpose.ops._selfcheck``, the
+generic tests (``tests/ops/_cases.py``, ``tests/gpu``) and the benchmarks' cases and report order.
+Adding an op: declare it here, write its reference (``fastpose/reference``), its public function
+(validate + ``select_backend``) and backends (``fastpose/ops``, ``fastpose/ops/native``,
+``kernels``), and the tests of its own math; the generic machinery picks the rest up.
+
+Size symbols: ``B`` batch, ``J`` joints, ``D, H, W`` volume / image edges, ``*L`` any leading dims
+(points ops). Argument kinds:
+
+* ``main``: the op's first argument, float16/bfloat16/float32/float64; gradients flow to it only;
+* ``tensor``: a secondary float tensor (target), cast to the accumulation dtype of the main input
+  (float64 stays float64, everything else float32: ``fastpose.reference._rows.acc_dtype``);
+  refused if it requires grad;
+* ``camera``: (*C, 9) broadcasting to the points' leading dims torch-style;
+* ``sigma``: a positive finite float (voxels / pixels); ``reduction``: ``mean`` | ``sum`` | ``none``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from . import _validation as _v
+
+__all__ = ["SPECS", "Arg", "OpSpec", "make_case", "native_functions", "output_shapes", "spec", "validate"]
+
+
+@dataclass(frozen=True)
+class Arg:
+    """One argument of an op. ``shape``: size symbols and ints (``()`` for scalars / strings)."""
+
+    name: str
+    kind: str  # "main" | "tensor" | "camera" | "sigma" | "reduction"
+    shape: tuple = ()
+    optional: bool = False  # may be None (defaults to None)
+    default: object = None  # default of a non-tensor argument (reduction)
+
+    @property
+    def grad(self) -> bool:
+        """Whether gradients flow to this argument (only the main input's)."""
+        return self.kind == "main"
+
+
+@dataclass(frozen=True)
+class OpSpec:
+    """The declaration of one op (see the module docstring)."""
+
+    name: str
+    stem: str  # module name in fastpose/ops, fastpose/ops/native and kernels
+    family: str  # "volume" (B, J, D, H, W) | "image" (B, J, H, W) | "points" (*L, J, 3): inputs and cases
+    args: tuple[Arg, ...]
+    outputs: tuple[tuple[str, tuple], ...]  # (name, shape) in the logits' / points' dtype
+    saved: str  # what the backward keeps between forward and backward (every backend)
+    kernels: tuple[str, ...]  # fastpose._C entry points, without the _cpu / _cuda suffix
+    cuda_workspaces: tuple[str, ...] = ()  # fastpose._C workspace-size queries (cuda only)
+    exports: tuple[str, ...] = ()  # fastpose:: reference custom ops an export contains (ONNX lowering)
+    report_rank: int = 0  # order in the benchmark report (BENCHMARKS.md)
+    # Benchmark cases (benchmarks/_cases.py): every op has the CI "tiny" case (odd sizes) and the
+    # family's paper case (volume: B x 18 x 64^3; image: 32 x 18 x 64^2; points: 1024 x 243 x 17);
+    # these name the sweeps of `--bench-cases all`: "volume" (edge), "batch", "frames" (T).
+    bench_sweeps: tuple[str, ...] = ()
+
+    @property
+    def reference(self):
+        """The reference math, ``fastpose.reference.<name>`` (differentiable by autograd)."""
+        import fastpose.reference as R
+
+        return getattr(R, self.name)
+
+    @property
+    def main(self) -> Arg:
+        return self.args[0]
+
+    @property
+    def ndim(self) -> int:
+        """Spatial dimensions of a volume / image op (3 or 2); 0 for points ops."""
+        return {"volume": 3, "image": 2}.get(self.family, 0)
+
+
+_B_J = ("B", "J")
+_VOL = ("B", "J", "D", "H", "W")
+_IMG = ("B", "J", "H", "W")
+_PTS = ("*L", "J", 3)
+
+_SA_KERNELS = ("soft_argmax_forward", "soft_argmax_backward")
+_HM_KERNELS = ("heatmap_mse_forward", "heatmap_mse_backward")
+_FUSED_KERNELS = ("soft_argmax_heatmap_mse_forward", "soft_argmax_heatmap_mse_backward")
+_SA_SAVED = "logits (the input) + stats (B, J, 5) = [m, log s, c_x, c_y, c_z] in the accumulation dtype"
+_HM_SAVED = "the inputs only; the gradient 2 w (h - t) / N is recomputed in the backward"
+
+
+def _soft_argmax(ndim: int, rank: int) -> OpSpec:
+    shape = _VOL if ndim == 3 else _IMG
+    return OpSpec(
+        f"soft_argmax_{ndim}d", "soft_argmax", "volume" if ndim == 3 else "image",
+        (Arg("logits", "main", shape),), (("coords", (*_B_J, ndim)),), _SA_SAVED, _SA_KERNELS,
+        ("soft_argmax_workspace",), (f"soft_argmax_{ndim}d_reference",), rank, ("volume",) if ndim == 3 else ())
+
+
+def _heatmap_mse(ndim: int, rank: int) -> OpSpec:
+    shape = _VOL if ndim == 3 else _IMG
+    return OpSpec(
+        f"heatmap_mse_{ndim}d", "heatmap_mse", "volume" if ndim == 3 else "image",
+        (Arg("heatmaps", "main", shape), Arg("joints", "tensor", (*_B_J, ndim)), Arg("sigma", "sigma"),
+         Arg("weights", "tensor", _B_J, optional=True), Arg("reduction", "reduction", default="mean")),
+        (("loss", ()),), _HM_SAVED, _HM_KERNELS, ("heatmap_mse_workspace",), (f"heatmap_mse_{ndim}d_reference",),
+        rank, ("volume",) if ndim == 3 else ())
+
+
+def _fused(ndim: int, rank: int) -> OpSpec:
+    shape = _VOL if ndim == 3 else _IMG
+    return OpSpec(
+        f"soft_argmax_heatmap_mse_{ndim}d", "soft_argmax_heatmap_mse", "volume" if ndim == 3 else "image",
+        (Arg("logits", "main", shape), Arg("joints", "tensor", (*_B_J, ndim)), Arg("sigma", "sigma"),
+         Arg("weights", "tensor", _B_J, optional=True)),
+        (("coords", (*_B_J, ndim)), ("mse", ())),
+        _SA_SAVED + "; the MSE part saves nothing (recomputed)" + ("" if ndim == 3 else
+                                                                  " (served by the 3D kernels with D = 1)"),
+        _FUSED_KERNELS, ("soft_argmax_heatmap_mse_workspace",), ("soft_argmax_heatmap_mse_3d_reference",), rank,
+        ("volume", "batch") if ndim == 3 else ())
+
+
+_ALL = (
+    _soft_argmax(2, 5),
+    _soft_argmax(3, 1),
+    _heatmap_mse(2, 6),
+    _heatmap_mse(3, 2),
+    _fused(3, 0),
+    OpSpec("project_to_2d", "projection", "points",
+           (Arg("points", "main", _PTS), Arg("camera", "camera", ("*C", 9))), (("uv", ("*L", "J", 2)),),
+           "the inputs only (points, camera); the gradient is recomputed", ("project_forward", "project_backward"),
+           (), ("project_to_2d_reference",), 8, ("frames",)),
+    OpSpec("reprojection_loss", "projection", "points",
+           (Arg("points", "main", _PTS), Arg("camera", "camera", ("*C", 9)),
+            Arg("keypoints_2d", "tensor", ("*L", "J", 2)), Arg("weights", "tensor", ("*L", "J"), optional=True)),
+           (("loss", ()),), "the inputs only; the gradient is recomputed",
+           ("project_forward", "project_backward", "reprojection_forward"), ("reprojection_workspace",),
+           ("reprojection_loss_reference",), 7, ("frames",)),
+)
+
+SPECS: dict[str, OpSpec] = {s.name: s for s in _ALL}
+
+
+def spec(op: str) -> OpSpec:
+    """The declaration of ``op`` (ValueError naming the known ops otherwise)."""
+    try:
+        return SPECS[op]
+    except KeyError:
+        raise ValueError(f"unknown op {op!r}; expected one of {tuple(SPECS)}") from None
+
+
+def native_functions(backend: str) -> tuple[str, ...]:
+    """The ``fastpose._C`` functions the ``backend`` ("cpu" | "cuda") glue of every op calls."""
+    names: list[str] = []
+    for s in SPECS.values():
+        names += [f"{k}_{backend}" for k in s.kernels]
+        if backend == "cuda":
+            names += [f"{k}_cuda" for k in s.cuda_workspaces]
+    return tuple(dict.fromkeys(names))
+
+
+# ---- validation ----------------------------------------------------------------------------------
+
+
+def _bind(s: OpSpec, main: torch.Tensor) -> dict[str, object]:
+    """Size symbols of the main input's declared shape -> their values (``*L``: a tuple)."""
+    shape = s.main.shape
+    if shape and shape[0] == "*L":
+        tail = shape[1:]
+        return {"*L": tuple(main.shape[: main.dim() - len(tail)]),
+                **{sym: main.shape[main.dim() - len(tail) + i] for i, sym in enumerate(tail) if isinstance(sym, str)}}
+    return {sym: main.shape[i] for i, sym in enumerate(shape)}
+
+
+def _resolve(shape: tuple, sizes: dict[str, object]) -> tuple[int, ...]:
+    out: list[int] = []
+    for sym in shape:
+        if sym == "*L":
+            out += list(sizes["*L"])  # type: ignore[arg-type]
+        else:
+            out.append(sizes[sym] if isinstance(sym, str) else sym)  # type: ignore[arg-type]
+    return tuple(out)
+
+
+def validate(op: str, *values: object) -> tuple:
+    """Check the public op's arguments against its spec and return them as the backends take them
+    (positional, defaults resolved, secondary tensors cast to the accumulation dtype, sigma a
+    float). Each error names the op, the argument, what was expected and what was received."""
+    s = spec(op)
+    main = s.main
+    if main.shape and main.shape[0] == "*L":
+        fixed = main.shape[1:]
+        x = _v.main_tensor(op, main.name, values[0], min_ndim=len(fixed),
+                           last=fixed[-1] if isinstance(fixed[-1], int) else None)
+    else:
+        x = _v.main_tensor(op, main.name, values[0], ndim=len(main.shape))
+    sizes = _bind(s, x)
+    out: list[object] = [x]
+    for a, val in zip(s.args[1:], values[1:], strict=True):
+        if a.kind == "tensor":
+            out.append(None if (a.optional and val is None) else
+                       _v.secondary(op, a.name, val, x, _resolve(a.shape, sizes), main.name))
+        elif a.kind == "camera":
+            out.append(_v.camera_tensor(op, val, x))
+        elif a.kind == "sigma":
+            out.append(_v.sigma_value(op, val))
+        elif a.kind == "reduction":
+            out.append(_v.reduction_value(op, val))
+        else:  # pragma: no cover - a spec declared an unknown kind
+            raise ValueError(f"{op}: argument {a.name!r} has unknown kind {a.kind!r}")
+    return tuple(out)
+
+
+def output_shapes(op: str, sizes: dict[str, object]) -> list[tuple[int, ...]]:
+    """Output shapes of ``op`` for the size symbols ``sizes`` (e.g. {"B": 8, "J": 18, ...};
+    points ops: {"*L": (N, T), "J": 17})."""
+    return [_resolve(shape, sizes) for _name, shape in spec(op).outputs]
+
+
+# ---- inputs for tests, the self-check and benchmarks --------------------------------------------
+
+# A real Human3.6M camera (54138969), normalised as in VideoPose3D: f' = 2f/w, c' = 2c/w - [1, h/w].
+H36M_CAMERA = (2.290099, 2.2875624, 0.02508307, 0.0289107, -0.20709892, 0.24777518, -0.00307515, -0.0009757,
+               -0.00142447)
+
+
+def make_case(op: str, gen: torch.Generator, dtype: torch.dtype = torch.float32, *, batch: int, j: int,
+              dims: Sequence[int], sigma: float = 1.7, scale: float = 1.0,
+              sec_dtype: torch.dtype = torch.float64) -> tuple[torch.Tensor, tuple]:
+    """(main input in ``dtype``, the op's other positional arguments) on the CPU.
+
+    ``dims``: (D, H, W) for volume ops, (H, W) for image ops, (T,) for points ops (points
+    (batch, T, j, 3) with one camera per sequence, (batch, 1, 9)). Secondary tensors are in
+    ``sec_dtype`` (the public ops cast them). Volume / image values: logits ~ N(0, scale^2);
+    heatmaps ``0.3 x + 0.2`` near the Gaussian target's scale (exercising direct differences);
+    joints anywhere inside the volume (sub-voxel), weights in [0.5, 1.5). Points: 1.5-4.5 m in
+    front of a perturbed Human3.6M camera, one clamped point (|x/z| > 1) per pose.
+    """
+    s = spec(op)
+
+    def rnd(*shape, k=1.0):
+        return torch.randn(*shape, generator=gen, dtype=torch.float64) * k
+
+    if s.family in ("volume", "image"):
+        spatial = tuple(dims)
+        if len(spatial) != s.ndim:
+            raise ValueError(f"make_case: {op} needs dims of length {s.ndim}, got {tuple(dims)}")
+        x = rnd(batch, j, *spatial, k=scale)
+        extent = torch.tensor([e - 1 for e in reversed(spatial)], dtype=torch.float64)  # (x, y[, z])
+        mu = torch.rand(batch, j, s.ndim, generator=gen, dtype=torch.float64) * extent
+        w = torch.rand(batch, j, generator=gen, dtype=torch.float64) + 0.5
+        if s.main.name == "heatmaps":
+            x = x * 0.3 + 0.2
+        tail: dict[str, object] = {"joints": mu.to(sec_dtype), "sigma": sigma, "weights": w.to(sec_dtype),
+                                   "reduction": "mean"}
+        return x.to(dtype), tuple(tail[a.name] for a in s.args[1:])
+    (t,) = dims
+    xy = rnd(batch, t, j, 2, k=0.6)
+    z = torch.rand(batch, t, j, 1, generator=gen, dtype=torch.float64) * 3 + 1.5
+    pts = torch.cat([xy * z / 2, z], -1)
+    pts[..., 0, 0] = pts[..., 0, 2] * 1.5  # a clamped point (|x/z| > 1) in every pose
+    cam = torch.tensor(H36M_CAMERA, dtype=torch.float64).expand(batch, 1, 9).clone()  # one per sequence
+    cam[..., :4] += rnd(batch, 1, 4, k=0.01)
+    import fastpose.reference as R
+
+    kp = R.project_to_2d(pts, cam) + rnd(batch, t, j, 2, k=0.05)
+    w = torch.rand(batch, t, j, generator=gen, dtype=torch.float64) + 0.5
+    tail = {"camera": cam.to(sec_dtype), "keypoints_2d": kp.to(sec_dtype), "weights": w.to(sec_dtype)}
+    return pts.to(dtype), tuple(tail[a.name] for a in s.args[1:])
