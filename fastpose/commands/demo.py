@@ -21,31 +21,27 @@ import argparse
 import time
 from pathlib import Path
 
-__all__ = ["add_parser", "format_backend_table"]
+__all__ = ["add_parser", "demo_train_config", "format_backend_table"]
 
-# The demo recipe (measured on the 2-core CPU machine of this repository, see the README):
-# synthetic (600 mean frames per sequence, about 360k frames x views) + CMU training motion
-# (about 690k) at stride 14: 297 steps of 256 windows per epoch, 8 epochs (2376 steps); no
-# dropout (the model underfits this much data in a few minutes); the trajectory term at 0.05 and
-# no re-projection term (both share the trunk with the pose; on the real held-out motion, at
-# stride 12 with 300-frame synthetic sequences: 62.1 mm with 0.1 / 0.1, 59.3 mm with 0.05 / 0).
-_FRAME_STRIDE = 14
-_SYNTHETIC_FRAMES = 600
-_DROPOUT = 0.0
-_LR = 4e-3
-_LOSS_TRAJECTORY = 0.05
-_LOSS_REPROJECTION = 0.0
+# The demo's training recipe is one definition, fastpose.train.config.DEMO_PRESET (model, schedule,
+# loss weights) + DEMO_DATA (synthetic + CMU motion, synthetic sequence length), shared with
+# ``fastpose train spgnet --preset demo``; the README gives the numbers it reaches.
 
 
 def add_parser(sub) -> None:
+    from fastpose.train.config import DEMO_DATA, DEMO_PRESET  # torch-free: --help stays fast
+
     p = sub.add_parser("demo", help="the main job: ops table, synthetic + real motion, train + evaluate SPGNet, figure",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="outputs/demo", help="output folder")
     p.add_argument("--minutes", type=float, default=4.0, help="training time budget (minutes)")
-    p.add_argument("--epochs", type=int, default=8, help="training epochs (if the time budget allows)")
-    p.add_argument("--channels", type=int, default=256, help="SPGNet channels (the paper uses 1024)")
-    p.add_argument("--frames", type=int, default=_SYNTHETIC_FRAMES, help="mean frames per synthetic sequence")
-    p.add_argument("--frame-stride", type=int, default=_FRAME_STRIDE,
+    p.add_argument("--epochs", type=int, default=DEMO_PRESET["epochs"],
+                   help="training epochs (if the time budget allows)")
+    p.add_argument("--channels", type=int, default=DEMO_PRESET["channels"],
+                   help="SPGNet channels (the paper uses 1024)")
+    p.add_argument("--frames", type=int, default=DEMO_DATA["synthetic_frames"],
+                   help="mean frames per synthetic sequence")
+    p.add_argument("--frame-stride", type=int, default=DEMO_PRESET["frame_stride"],
                    help="train on every N-th frame (sets the epoch length; consecutive frames are near copies)")
     p.add_argument("--noise-px", type=float, default=5.0, help="2D noise (pixels) of the second evaluation")
     p.add_argument("--seed", type=int, default=0)
@@ -53,6 +49,28 @@ def add_parser(sub) -> None:
                    help="torch CPU threads (default: torch's choice; 1 is faster on a busy machine)")
     p.add_argument("--quick", action="store_true", help="a tiny run (seconds) to check the pipeline")
     p.set_defaults(func=_run)
+
+
+def demo_train_config(args: argparse.Namespace, out_dir: str | None = None):
+    """The :class:`fastpose.train.config.SPGNetTrainConfig` of a ``fastpose demo`` run.
+
+    Every recipe value comes from :data:`fastpose.train.config.DEMO_PRESET` (model, schedule, loss
+    weights) and :data:`~fastpose.train.config.DEMO_DATA` (recorded as ``data_config``, so that
+    ``fastpose evaluate --checkpoint`` rebuilds the same data); the demo's flags override
+    channels, epochs, frame stride, synthetic frames, seed and the time budget (``--minutes``);
+    ``--quick`` shrinks the run to 16 channels, one epoch, 6 steps.
+    """
+    from fastpose.train.config import DEMO_DATA, DEMO_PRESET, TEST_SUBJECTS, TRAIN_SUBJECTS, SPGNetTrainConfig
+
+    values = {**DEMO_PRESET, "channels": args.channels, "epochs": args.epochs, "frame_stride": args.frame_stride}
+    if args.quick:
+        values.update(channels=16, epochs=1, frame_stride=8)
+    data_config = {"data": DEMO_DATA["data"], "keypoints": "gt", "actions": None,
+                   "synthetic_frames": 60 if args.quick else args.frames, "synthetic_seed": args.seed,
+                   "noise_px": 0.0, "synthetic_drop": 0.0, "train_subjects": list(TRAIN_SUBJECTS),
+                   "test_subjects": list(TEST_SUBJECTS)}
+    return SPGNetTrainConfig(**values, seed=args.seed, device="cpu", out_dir=out_dir or args.out,
+                             time_limit=args.minutes, max_steps=6 if args.quick else None, data_config=data_config)
 
 
 def format_backend_table(rows: list[dict]) -> str:
@@ -90,7 +108,7 @@ def _run(args: argparse.Namespace) -> int:
         motion_to_sequences,
         write_synthetic,
     )
-    from fastpose.train.spgnet import SPGNetTrainConfig, evaluate_spgnet, train_spgnet
+    from fastpose.train.spgnet import evaluate_spgnet, train_spgnet
 
     from .visualize import render
 
@@ -138,13 +156,7 @@ def _run(args: argparse.Namespace) -> int:
 
     _section(f"3/5  training a 27-frame SPGNet on synthetic + real motion on the CPU ({threads} "
              f"thread{'s' if threads > 1 else ''}, at most {args.minutes:g} minutes)")
-    cfg = SPGNetTrainConfig(
-        filter_widths=(3, 3, 3), channels=16 if args.quick else args.channels, dropout=_DROPOUT,
-        epochs=1 if args.quick else args.epochs, batch_size=256, lr=_LR, lr_decay=0.7,
-        loss_trajectory=_LOSS_TRAJECTORY, loss_reprojection=_LOSS_REPROJECTION,
-        frame_stride=8 if args.quick else args.frame_stride, seed=args.seed, device="cpu", out_dir=str(out),
-        time_limit=args.minutes, max_steps=6 if args.quick else None,
-    )
+    cfg = demo_train_config(args, out_dir=str(out))
     t = time.perf_counter()
     result = train_spgnet(cfg, [*syn_train, *real_train])
     timings["training"] = time.perf_counter() - t
@@ -164,7 +176,7 @@ def _run(args: argparse.Namespace) -> int:
     for title, stem, seqs in sets:
         print(f"\n--- {title}")
         report, pr = evaluate_spgnet(result.model, seqs, flip_test=True, progress=True,
-                                     meta={"data": stem, "train_data": "synthetic+cmu",
+                                     meta={"data": stem, "train_data": cfg.data_config["data"],
                                            "train_seconds": timings["training"], "train_steps": steps,
                                            "finished_schedule": result.finished})
         print(report.table())

@@ -16,15 +16,42 @@ def _spgnet(argv):
     return train_args.spgnet_config(p.parse_args(argv))
 
 
+def _demo_args(argv=()):
+    from fastpose.commands import demo
+
+    p = argparse.ArgumentParser()
+    demo.add_parser(p.add_subparsers())
+    return p.parse_args(["demo", *argv])
+
+
 def test_demo_preset_is_the_make_demo_recipe():
-    """The recipe of issue 13 / the README: 27 frames (3,3,3), 256 channels, batch 256, lr 3e-3,
-    decay 0.7, dropout 0.1, 8 epochs; every 24th window of synthetic + CMU motion (the demo's
-    stride since it trains on the real motion too)."""
-    cfg = _spgnet(["--preset", "demo"])
+    """One recipe: ``fastpose demo`` trains with exactly DEMO_PRESET + DEMO_DATA, and ``fastpose
+    train spgnet --preset demo`` fills its flags from the same preset. The recipe itself is pinned
+    here (27 frames, 256 channels, batch 256, Adam 4e-3 x0.7 per epoch, no dropout, 8 epochs over
+    every 14th window of synthetic (600-frame sequences) + CMU motion, trajectory 0.05, no
+    re-projection term) so that a change to it is a deliberate one."""
+    from fastpose.commands import demo
+
+    args = _demo_args(["--out", "somewhere"])
+    cfg = demo.demo_train_config(args)
     assert cfg.filter_widths == (3, 3, 3) and cfg.model_config.receptive_field == 27
-    assert (cfg.channels, cfg.batch_size, cfg.lr, cfg.lr_decay, cfg.dropout, cfg.frame_stride, cfg.epochs) == (
-        256, 256, 3e-3, 0.7, 0.1, 24, 8)
-    assert cfg.data_config["data"] == "synthetic+cmu"
+    assert (cfg.channels, cfg.batch_size, cfg.lr, cfg.lr_decay, cfg.dropout, cfg.frame_stride, cfg.epochs,
+            cfg.loss_trajectory, cfg.loss_reprojection) == (256, 256, 4e-3, 0.7, 0.0, 14, 8, 0.05, 0.0)
+    assert (cfg.data_config["data"], cfg.data_config["synthetic_frames"]) == ("synthetic+cmu", 600)
+    # every preset value reaches the demo's config, and nothing else sets the recipe
+    for name, value in config.DEMO_PRESET.items():
+        assert getattr(cfg, name) == value, name
+    for name, value in config.DEMO_DATA.items():
+        assert cfg.data_config[name] == value, name
+    assert (cfg.out_dir, cfg.time_limit, cfg.max_steps, cfg.device) == ("somewhere", args.minutes, None, "cpu")
+    # the demo's flags still override the preset
+    small = demo.demo_train_config(_demo_args(["--channels", "64", "--epochs", "2", "--frame-stride", "3"]))
+    assert (small.channels, small.epochs, small.frame_stride, small.batch_size) == (64, 2, 3, 256)
+    # the train command's preset: the same model and schedule values
+    train = _spgnet(["--preset", "demo"])
+    mapped = ("filter_widths", "channels", "dropout", "epochs", "batch_size", "lr", "lr_decay", "frame_stride")
+    assert {k: getattr(train, k) for k in mapped} == {k: getattr(cfg, k) for k in mapped}
+    assert train.data_config["data"] == "synthetic+cmu"
 
 
 def test_explicit_flags_override_the_preset_and_paper_is_the_default():
