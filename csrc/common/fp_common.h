@@ -95,6 +95,94 @@ FP_HD float fp_exp(float x) {
 }
 FP_HD double fp_exp(double x) { return std::exp(x); }
 
+#if !defined(__CUDACC__) && defined(__GNUC__)
+// ---- explicit 64-byte vectors for the CPU kernels (GCC/Clang vector extensions) ----------------
+// One FpVec<T> holds 64 / sizeof(T) lanes (16 float, 8 double). The compiler maps it onto one
+// zmm (AVX-512), two ymm (AVX2) or four xmm (baseline) registers, in whichever target_clones
+// variant it is compiled for. Why not plain arrays `T acc[16]`: with several such accumulators live
+// across an inner loop GCC keeps them as scalars between iterations of the outer loop and
+// re-packs them every line (measured: ~2.5x slower forward passes at W = 64); a vector type stays
+// in registers. Lane l of every operation is the same IEEE operation as the scalar code on element
+// l, so summation orders are unchanged.
+#define FP_CPU_VECTORS 1
+template <typename T>
+struct FpVecOf;
+template <>
+struct FpVecOf<float> {
+  typedef float type __attribute__((vector_size(64)));
+  typedef int32_t itype __attribute__((vector_size(64)));  // one int32 per lane
+};
+template <>
+struct FpVecOf<double> {
+  typedef double type __attribute__((vector_size(64)));
+  typedef int32_t itype __attribute__((vector_size(32)));
+};
+template <typename T>
+using FpVec = typename FpVecOf<T>::type;
+template <typename T>
+using FpIVec = typename FpVecOf<T>::itype;
+template <typename T>
+constexpr int fp_vec_lanes() {
+  return static_cast<int>(64 / sizeof(T));
+}
+
+// Unaligned load / store of one vector (memcpy compiles to vmovups).
+template <typename T>
+__attribute__((always_inline)) inline FpVec<T> fp_vload(const T* p) {
+  FpVec<T> v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+template <typename T>
+__attribute__((always_inline)) inline void fp_vstore(T* p, const FpVec<T>& v) {
+  std::memcpy(p, &v, sizeof(v));
+}
+template <typename T>
+__attribute__((always_inline)) inline FpVec<T> fp_vsplat(T s) {
+  return FpVec<T>{} + s;
+}
+// {0, 1, ..., L-1}: the lane offsets along a line.
+template <typename T>
+__attribute__((always_inline)) inline FpVec<T> fp_viota() {
+  FpVec<T> v;
+  for (int l = 0; l < fp_vec_lanes<T>(); ++l) v[l] = static_cast<T>(l);
+  return v;
+}
+
+// exp over float lanes: lane for lane the same operations as detail::expf_poly (Cephes' expf,
+// < 2 ulp; 0 below -87.34; NaN propagates), written on vectors so that it stays vectorised
+// whatever the loop around it looks like.
+__attribute__((always_inline)) inline FpVec<float> fp_vexp(FpVec<float> x) {
+  using V = FpVec<float>;
+  using IV = FpIVec<float>;
+  const V lo = fp_vsplat(-87.33654f), hi = fp_vsplat(88.37626f);
+  V xc = x > hi ? hi : x;  // NaN compares false: NaN stays
+  xc = x < lo ? lo : xc;
+  const V shifter = fp_vsplat(12582912.0f);
+  const V n = (xc * 1.44269504088896341f + shifter) - shifter;
+  V r = n * -0.693359375f + xc;
+  r = n * 2.12194440e-4f + r;
+  V p = fp_vsplat(1.9875691500e-4f);
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * (r * r) + r + 1.0f;
+  const IV bits = (__builtin_convertvector(n, IV) + 127) << 23;  // 2^n, n in [-126, 127]
+  V scale;
+  std::memcpy(&scale, &bits, sizeof(scale));
+  const V y = p * scale;
+  return x < lo ? V{} : y;
+}
+// exp over double lanes: libm per lane (double is the accuracy dtype, not the fast path).
+__attribute__((always_inline)) inline FpVec<double> fp_vexp(FpVec<double> x) {
+  FpVec<double> y;
+  for (int l = 0; l < fp_vec_lanes<double>(); ++l) y[l] = std::exp(x[l]);
+  return y;
+}
+#endif
+
 template <typename A> FP_HD A fp_neg_inf() { return -std::numeric_limits<A>::infinity(); }
 
 // Argument checks of the host entry points (run before any kernel; pybind11 turns

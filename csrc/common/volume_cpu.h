@@ -7,10 +7,11 @@
 // shape, never on the thread count or timing, so results are bit-identical from run to run and
 // for any number of threads.
 //
-// Inner loops: along a line of W values with kLanes independent accumulators (one 64-byte vector
-// of T), which the compiler maps onto SIMD registers without reordering any floating-point sum
-// (no -ffast-math); lanes are reduced with a fixed-order tree. exp() is the vectorisable
-// polynomial of fp_common.h for float.
+// Inner loops: along a line of W values in explicit 64-byte vectors (FpVec<T> of fp_common.h: 16
+// float lanes, one zmm / two ymm / four xmm per target_clones variant), so accumulators stay in
+// registers across lines and no floating-point sum is reordered by the compiler (no -ffast-math);
+// lanes are reduced with a fixed-order tree. exp() is the vector polynomial fp_vexp for float.
+// The Gaussian target's per-axis factors are tabulated once per row (fill_tables).
 #pragma once
 
 #include <omp.h>
@@ -77,17 +78,32 @@ inline T tree_sum(T* a) {
   return a[0];
 }
 
-template <typename T, int L>
-inline T line_max(const T* __restrict xl, int64_t n) {
-  T mx[L];
-  for (int l = 0; l < L; ++l) mx[l] = fp_neg_inf<T>();
+// The largest of n values (any n; NaN-free input: a NaN compares false and is skipped, as in the
+// scalar loop it replaces). Lane-wise maxima over L-value vectors, then a fixed-order tree.
+template <typename T>
+__attribute__((always_inline)) inline T line_max(const T* __restrict xl, int64_t n) {
+  constexpr int L = fp_vec_lanes<T>();
+  using V = FpVec<T>;
+  V mx = fp_vsplat(fp_neg_inf<T>());
   int64_t i = 0;
-  for (; i + L <= n; i += L)
-    for (int l = 0; l < L; ++l) mx[l] = xl[i + l] > mx[l] ? xl[i + l] : mx[l];
-  for (; i < n; ++i) mx[0] = xl[i] > mx[0] ? xl[i] : mx[0];
+  for (; i + L <= n; i += L) {
+    const V v = fp_vload(xl + i);
+    mx = v > mx ? v : mx;
+  }
+  T a[L];
+  fp_vstore(a, mx);
+  for (; i < n; ++i) a[0] = xl[i] > a[0] ? xl[i] : a[0];
   for (int w = L / 2; w >= 1; w /= 2)
-    for (int l = 0; l < w; ++l) mx[l] = mx[l + w] > mx[l] ? mx[l + w] : mx[l];
-  return mx[0];
+    for (int l = 0; l < w; ++l) a[l] = a[l + w] > a[l] ? a[l + w] : a[l];
+  return a[0];
+}
+
+// Fixed-order pairwise reduction of one vector's lanes (the order of tree_sum).
+template <typename T>
+__attribute__((always_inline)) inline T vec_sum(const FpVec<T>& v) {
+  T a[fp_vec_lanes<T>()];
+  fp_vstore(a, v);
+  return tree_sum<T, fp_vec_lanes<T>()>(a);
 }
 
 // Forward over lines [line0, line1) of one row. x points at the row's first value.
@@ -97,25 +113,29 @@ inline T line_max(const T* __restrict xl, int64_t n) {
 // recomputes it (one read of x, one write), so nothing volume-sized is saved by the forward.
 //
 // Lines are taken in blocks of ~kBlockElems values: one max pass over the block (contiguous) fixes
-// the exp reference, then lane accumulators gather e, e x, e y, e z (and the squared errors) over
-// the whole block and are flushed into the double accumulators once per block (each lane adds
-// at most kBlockElems / kLanes values in T; the row total is summed in double).
+// the exp reference, then vector accumulators (L lanes: lane l takes the values at x = l mod L)
+// gather e, e x and the squared errors over the whole block and are flushed into the double
+// accumulators once per block (each lane adds at most kBlockElems / L values in T; the row total
+// is summed in double). y and z are constant along a line, so sum e y and sum e z take the line's
+// lane sums of e times y and z once per line (two multiply-adds per line instead of per value).
 template <typename T, bool kSoftmax, bool kMse>
 FP_CPU_CLONES void forward_chunk(const T* __restrict x, int64_t line0, int64_t line1, int64_t h, int64_t w,
-                                 const T* __restrict gx, T muy, T muz, T k, double* __restrict out) {
-  constexpr int L = lanes<T>();
+                                 const T* __restrict gx, const T* __restrict gy, const T* __restrict gz,
+                                 double* __restrict out) {
+  constexpr int L = fp_vec_lanes<T>();
+  using V = FpVec<T>;
   soft_argmax::State<double> st = soft_argmax::state_empty<double>();
   T m_ref = fp_neg_inf<T>();  // the chunk's running max, in T (exp arguments are formed in T)
   double sq = 0.0;
   const int wi = static_cast<int>(w);
   const int64_t lines_per_block = std::max<int64_t>(1, kBlockElems / w);
+  const V iota = fp_viota<T>();
   for (int64_t b0 = line0; b0 < line1; b0 += lines_per_block) {
     const int64_t b1 = std::min(line1, b0 + lines_per_block);
-    T es[L], ex[L], ey[L], ez[L], q[L];
-    for (int l = 0; l < L; ++l) es[l] = ex[l] = ey[l] = ez[l] = q[l] = T(0);
+    V es{}, ex{}, ey{}, ez{}, q{};
     T mref = T(0);
     if constexpr (kSoftmax) {
-      const T bm = line_max<T, L>(x + b0 * w, (b1 - b0) * w);
+      const T bm = line_max<T>(x + b0 * w, (b1 - b0) * w);
       if (bm > m_ref) {
         soft_argmax::state_raise(st, static_cast<double>(bm));
         m_ref = bm;
@@ -123,50 +143,57 @@ FP_CPU_CLONES void forward_chunk(const T* __restrict x, int64_t line0, int64_t l
       // All -inf so far: use 0 as the reference so exp(-inf - 0) = 0 instead of NaN.
       mref = m_ref == fp_neg_inf<T>() ? T(0) : m_ref;
     }
+    const V vref = fp_vsplat(mref);
     for (int64_t line = b0; line < b1; ++line) {
       const T* __restrict xl = x + line * w;
       const T yy = static_cast<T>(line % h), zz = static_cast<T>(line / h);
       T a = T(0);  // gy(y) gz(z): the target along this line is a * gx(x)
-      if constexpr (kMse) a = heatmap_mse::gauss_factor(yy, muy, k) * heatmap_mse::gauss_factor(zz, muz, k);
+      if constexpr (kMse) a = gy[line % h] * gz[line / h];
+      V el{};  // this line's lane sums of e
       int i = 0;
       for (; i + L <= wi; i += L) {
-        for (int l = 0; l < L; ++l) {
-          const T v = xl[i + l];
-          if constexpr (kSoftmax) {
-            const T e = fp_exp(v - mref);
-            es[l] += e;
-            ex[l] += e * static_cast<T>(i + l);
-            ey[l] += e * yy;
-            ez[l] += e * zz;
-          }
-          if constexpr (kMse) {
-            const T d = v - a * gx[i + l];
-            q[l] += d * d;
-          }
-        }
-      }
-      for (; i < wi; ++i) {
-        const T v = xl[i];
+        const V v = fp_vload(xl + i);
         if constexpr (kSoftmax) {
-          const T e = fp_exp(v - mref);
-          es[0] += e;
-          ex[0] += e * static_cast<T>(i);
-          ey[0] += e * yy;
-          ez[0] += e * zz;
+          const V e = fp_vexp(v - vref);
+          el += e;
+          ex += e * (iota + static_cast<T>(i));
         }
         if constexpr (kMse) {
-          const T d = v - a * gx[i];
-          q[0] += d * d;
+          const V d = v - a * fp_vload(gx + i);
+          q += d * d;
         }
+      }
+      if (i < wi) {  // W not a multiple of L: the rest of the line into lane 0
+        T el0 = T(0), ex0 = T(0), q0 = T(0);
+        for (; i < wi; ++i) {
+          const T v = xl[i];
+          if constexpr (kSoftmax) {
+            const T e = fp_exp(v - mref);
+            el0 += e;
+            ex0 += e * static_cast<T>(i);
+          }
+          if constexpr (kMse) {
+            const T d = v - a * gx[i];
+            q0 += d * d;
+          }
+        }
+        el[0] += el0;
+        ex[0] += ex0;
+        q[0] += q0;
+      }
+      if constexpr (kSoftmax) {
+        es += el;
+        ey += el * yy;
+        ez += el * zz;
       }
     }
     if constexpr (kSoftmax) {
-      st.s += tree_sum<T, L>(es);
-      st.sx += tree_sum<T, L>(ex);
-      st.sy += tree_sum<T, L>(ey);
-      st.sz += tree_sum<T, L>(ez);
+      st.s += vec_sum<T>(es);
+      st.sx += vec_sum<T>(ex);
+      st.sy += vec_sum<T>(ey);
+      st.sz += vec_sum<T>(ez);
     }
-    if constexpr (kMse) sq += tree_sum<T, L>(q);
+    if constexpr (kMse) sq += vec_sum<T>(q);
   }
   out[0] = st.m;
   out[1] = st.s;
@@ -176,12 +203,17 @@ FP_CPU_CLONES void forward_chunk(const T* __restrict x, int64_t line0, int64_t l
   out[5] = sq;
 }
 
-// Backward over lines [line0, line1) of one row: grad = p * (g . (v - c)) + k_mse * (x - t).
+// Backward over lines [line0, line1) of one row: grad = p * (g . (v - c)) + k_mse * (x - t),
+// p = exp((x - m) - log_s), in L-lane vectors along each line (scalar for the rest of a line).
 template <typename T, bool kSoftmax, bool kMse>
 FP_CPU_CLONES void backward_chunk(const T* __restrict x, int64_t line0, int64_t line1, int64_t h, int64_t w,
-                                  const RowGrad<T> rg, const T* __restrict gx, T muy, T muz, T k,
-                                  T* __restrict grad) {
+                                  const RowGrad<T> rg, const T* __restrict gx, const T* __restrict gy,
+                                  const T* __restrict gz, T* __restrict grad) {
+  constexpr int L = fp_vec_lanes<T>();
+  using V = FpVec<T>;
   const int wi = static_cast<int>(w);
+  const V iota = fp_viota<T>();
+  const V vm = fp_vsplat(rg.m), vls = fp_vsplat(rg.log_s);
   for (int64_t line = line0; line < line1; ++line) {
     const T* __restrict xl = x + line * w;
     T* __restrict gl = grad + line * w;
@@ -189,10 +221,16 @@ FP_CPU_CLONES void backward_chunk(const T* __restrict x, int64_t line0, int64_t 
     T off = T(0), a = T(0);
     if constexpr (kSoftmax)
       off = soft_argmax::bracket_line_offset(yy, zz, rg.gx, rg.gy, rg.gz, rg.cx, rg.cy, rg.cz);
-    if constexpr (kMse)
-      a = heatmap_mse::gauss_factor(yy, muy, k) * heatmap_mse::gauss_factor(zz, muz, k);
-#pragma omp simd
-    for (int i = 0; i < wi; ++i) {
+    if constexpr (kMse) a = gy[line % h] * gz[line / h];
+    int i = 0;
+    for (; i + L <= wi; i += L) {
+      const V v = fp_vload(xl + i);
+      V g{};
+      if constexpr (kSoftmax) g = fp_vexp((v - vm) - vls) * (rg.gx * (iota + static_cast<T>(i)) + off);
+      if constexpr (kMse) g += rg.k_mse * (v - a * fp_vload(gx + i));
+      fp_vstore(gl + i, g);
+    }
+    for (; i < wi; ++i) {
       const T v = xl[i];
       T g = T(0);
       if constexpr (kSoftmax) g = soft_argmax::prob(v, rg.m, rg.log_s) * (rg.gx * static_cast<T>(i) + off);
@@ -217,9 +255,18 @@ inline Plan make_plan(int64_t rows, int64_t d, int64_t h, int64_t w) {
 
 inline int resolve_threads(int threads) { return threads > 0 ? threads : omp_get_max_threads(); }
 
+// The separable Gaussian target of row r, tabulated per axis: tab = [gx (W) | gy (H) | gz (D)],
+// g_a(i) = exp(-(i - mu_a)^2 k); the target at (x, y, z) is gx[x] * (gy[y] * gz[z]). One exp per
+// table entry instead of two per line of W values (a quarter of the work at W = 32).
 template <typename T>
-inline void fill_gx(std::vector<T>& tab, int64_t w, T mux, T k) {
-  for (int64_t i = 0; i < w; ++i) tab[i] = heatmap_mse::gauss_factor(static_cast<T>(i), mux, k);
+inline void fill_tables(std::vector<T>& tab, const Volume<T>& vol, const Target<T>& tgt, int64_t r) {
+  const int64_t n[3] = {vol.w, vol.h, vol.d};
+  T* out = tab.data();
+  for (int axis = 0; axis < 3; ++axis) {
+    const T mu = tgt.mu(r, axis);
+    for (int64_t i = 0; i < n[axis]; ++i) out[i] = heatmap_mse::gauss_factor(static_cast<T>(i), mu, tgt.k);
+    out += n[axis];
+  }
 }
 
 }  // namespace detail
@@ -235,23 +282,22 @@ void forward(const Volume<T>& vol, const Target<T>* tgt, RowResult* out, int thr
   const int nt = detail::resolve_threads(threads);
 #pragma omp parallel num_threads(nt) if (plan.items > 1 && nt > 1 && vol.rows * n >= kParallelMinElems)
   {
-    std::vector<T> gx(kMse ? vol.w : 0);
-    int64_t gx_row = -1;
+    std::vector<T> tab(kMse ? vol.w + vol.h + vol.d : 0);  // [gx | gy | gz] of row tab_row
+    int64_t tab_row = -1;
+    const T* gx = tab.data();
+    const T* gy = gx + (kMse ? vol.w : 0);
+    const T* gz = gy + (kMse ? vol.h : 0);
 #pragma omp for schedule(static)
     for (int64_t it = 0; it < plan.items; ++it) {
       const int64_t r = it / plan.chunks, c = it % plan.chunks;
-      T muy = T(0), muz = T(0), k = T(0);
       if constexpr (kMse) {
-        k = tgt->k;
-        muy = tgt->mu(r, 1);
-        muz = tgt->mu(r, 2);
-        if (gx_row != r) {  // static schedule: a thread's items of a row are consecutive
-          detail::fill_gx(gx, vol.w, tgt->mu(r, 0), k);
-          gx_row = r;
+        if (tab_row != r) {  // static schedule: a thread's items of a row are consecutive
+          detail::fill_tables(tab, vol, *tgt, r);
+          tab_row = r;
         }
       }
       const int64_t l0 = c * plan.lines_per_chunk, l1 = std::min(plan.lines, l0 + plan.lines_per_chunk);
-      detail::forward_chunk<T, kSoftmax, kMse>(vol.x + r * n, l0, l1, vol.h, vol.w, gx.data(), muy, muz, k,
+      detail::forward_chunk<T, kSoftmax, kMse>(vol.x + r * n, l0, l1, vol.h, vol.w, gx, gy, gz,
                                                 part.data() + it * 6);
     }
   }
@@ -277,24 +323,23 @@ void backward(const Volume<T>& vol, const Target<T>* tgt, const RowGrad<T>* rg, 
   const int nt = detail::resolve_threads(threads);
 #pragma omp parallel num_threads(nt) if (plan.items > 1 && nt > 1 && vol.rows * n >= kParallelMinElems)
   {
-    std::vector<T> gx(kMse ? vol.w : 0);
-    int64_t gx_row = -1;
+    std::vector<T> tab(kMse ? vol.w + vol.h + vol.d : 0);  // [gx | gy | gz] of row tab_row
+    int64_t tab_row = -1;
+    const T* gx = tab.data();
+    const T* gy = gx + (kMse ? vol.w : 0);
+    const T* gz = gy + (kMse ? vol.h : 0);
 #pragma omp for schedule(static)
     for (int64_t it = 0; it < plan.items; ++it) {
       const int64_t r = it / plan.chunks, c = it % plan.chunks;
-      T muy = T(0), muz = T(0), k = T(0);
       if constexpr (kMse) {
-        k = tgt->k;
-        muy = tgt->mu(r, 1);
-        muz = tgt->mu(r, 2);
-        if (gx_row != r) {
-          detail::fill_gx(gx, vol.w, tgt->mu(r, 0), k);
-          gx_row = r;
+        if (tab_row != r) {
+          detail::fill_tables(tab, vol, *tgt, r);
+          tab_row = r;
         }
       }
       const int64_t l0 = c * plan.lines_per_chunk, l1 = std::min(plan.lines, l0 + plan.lines_per_chunk);
-      detail::backward_chunk<T, kSoftmax, kMse>(vol.x + r * n, l0, l1, vol.h, vol.w, rg[r], gx.data(), muy, muz,
-                                                k, grad + r * n);
+      detail::backward_chunk<T, kSoftmax, kMse>(vol.x + r * n, l0, l1, vol.h, vol.w, rg[r], gx, gy, gz,
+                                                grad + r * n);
     }
   }
 }
