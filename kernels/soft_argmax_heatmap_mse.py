@@ -23,6 +23,7 @@ from torch import Tensor
 from torch.library import wrap_triton
 
 from fastpose.reference.heatmap_mse import _normaliser
+from fastpose.reference.soft_argmax_heatmap_mse import as_2d
 
 from ._common import (
     _col_gaussian,
@@ -45,6 +46,7 @@ from ._common import (
 from .soft_argmax import _store_result
 
 __all__ = [
+    "soft_argmax_heatmap_mse_2d",
     "soft_argmax_heatmap_mse_3d",
     "soft_argmax_heatmap_mse_forward",
     "soft_argmax_heatmap_mse_backward",
@@ -307,4 +309,10 @@ def _reasons(logits: Tensor, *args) -> list[str]:
     return []
 
 
-IMPLS = (("soft_argmax_heatmap_mse_3d", soft_argmax_heatmap_mse_3d, _reasons),)
+# The 2D head: the same kernels on a (B, J, 1, H, W) view with joints (x, y, 0) (D = 1).
+soft_argmax_heatmap_mse_2d = as_2d(soft_argmax_heatmap_mse_3d)
+
+IMPLS = (
+    ("soft_argmax_heatmap_mse_3d", soft_argmax_heatmap_mse_3d, _reasons),
+    ("soft_argmax_heatmap_mse_2d", soft_argmax_heatmap_mse_2d, _reasons),
+)

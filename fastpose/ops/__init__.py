@@ -20,7 +20,7 @@ from ._selfcheck import backend_table
 from .heatmap_mse import heatmap_mse_2d, heatmap_mse_3d
 from .projection import project_to_2d, reprojection_loss
 from .soft_argmax import soft_argmax_2d, soft_argmax_3d
-from .soft_argmax_heatmap_mse import soft_argmax_heatmap_mse_3d
+from .soft_argmax_heatmap_mse import soft_argmax_heatmap_mse_2d, soft_argmax_heatmap_mse_3d
 
 __all__ = [
     "BackendNotSupportedError",
@@ -33,6 +33,7 @@ __all__ = [
     "reprojection_loss",
     "soft_argmax_2d",
     "soft_argmax_3d",
+    "soft_argmax_heatmap_mse_2d",
     "soft_argmax_heatmap_mse_3d",
     "use_backend",
 ]

@@ -74,6 +74,14 @@ class OpSpec:
     # family's paper case (volume: B x 18 x 64^3; image: 32 x 18 x 64^2; points: 1024 x 243 x 17);
     # these name the sweeps of `--bench-cases all`: "volume" (edge), "batch", "frames" (T).
     bench_sweeps: tuple[str, ...] = ()
+    # The op whose torch.library custom ops serve this one (``fastpose::<op>_<backend>`` and
+    # ``..._backward``): the op itself, unless it reuses another's (the 2D head: the 3D head, D = 1).
+    served_by: str = ""
+
+    @property
+    def custom_op(self) -> str:
+        """Stem of the custom ops of every backend: ``fastpose::<custom_op>_<backend>[_backward]``."""
+        return self.served_by or self.name
 
     @property
     def reference(self):
@@ -132,7 +140,7 @@ def _fused(ndim: int, rank: int) -> OpSpec:
         _SA_SAVED + "; the MSE part saves nothing (recomputed)" + ("" if ndim == 3 else
                                                                   " (served by the 3D kernels with D = 1)"),
         _FUSED_KERNELS, ("soft_argmax_heatmap_mse_workspace",), ("soft_argmax_heatmap_mse_3d_reference",), rank,
-        ("volume", "batch") if ndim == 3 else ())
+        ("volume", "batch") if ndim == 3 else (), "" if ndim == 3 else "soft_argmax_heatmap_mse_3d")
 
 
 _ALL = (
@@ -141,6 +149,7 @@ _ALL = (
     _heatmap_mse(2, 6),
     _heatmap_mse(3, 2),
     _fused(3, 0),
+    _fused(2, 4),
     OpSpec("project_to_2d", "projection", "points",
            (Arg("points", "main", _PTS), Arg("camera", "camera", ("*C", 9))), (("uv", ("*L", "J", 2)),),
            "the inputs only (points, camera); the gradient is recomputed", ("project_forward", "project_backward"),

@@ -16,9 +16,10 @@ from ..reference._rows import acc_dtype
 from ._dispatch import register_impl, select_backend
 from ._spec import validate
 
-__all__ = ["soft_argmax_heatmap_mse_3d"]
+__all__ = ["soft_argmax_heatmap_mse_2d", "soft_argmax_heatmap_mse_3d"]
 
 _OP = "soft_argmax_heatmap_mse_3d"
+_OP_2D = "soft_argmax_heatmap_mse_2d"
 
 
 def soft_argmax_heatmap_mse_3d(logits: Tensor, joints: Tensor, sigma: float,
@@ -31,6 +32,21 @@ def soft_argmax_heatmap_mse_3d(logits: Tensor, joints: Tensor, sigma: float,
     """
     args = validate(_OP, logits, joints, sigma, weights)
     return select_backend(_OP, args[0], args, backend).fn(*args)
+
+
+def soft_argmax_heatmap_mse_2d(logits: Tensor, joints: Tensor, sigma: float,
+                               weights: Tensor | None = None, *,
+                               backend: str | None = None) -> tuple[Tensor, Tensor]:
+    """The 2D fused head: logits (B, J, H, W), joints (B, J, 2) = (x along W, y along H) in pixel
+    index units, sigma > 0 pixels, weights (B, J) or None.
+
+    Returns ``(coords (B, J, 2), mse scalar)`` = (soft_argmax_2d(logits), heatmap_mse_2d(logits,
+    joints, sigma, weights, "mean")) in logits' dtype: one read of the logits forward, both
+    gradients into ``logits`` in one backward pass. Every backend runs its 3D kernels with D = 1
+    (:func:`fastpose.reference.soft_argmax_heatmap_mse.as_2d`).
+    """
+    args = validate(_OP_2D, logits, joints, sigma, weights)
+    return select_backend(_OP_2D, args[0], args, backend).fn(*args)
 
 
 @torch.library.custom_op("fastpose::soft_argmax_heatmap_mse_3d_reference", mutates_args=())
@@ -84,3 +100,5 @@ def _fused_ref_impl(logits, joints, sigma, weights):
 
 
 register_impl(_OP, "reference", _fused_ref_impl, devices=None)
+# D = 1: an export of the 2D head holds the 3D reference op (one ONNX lowering serves both)
+register_impl(_OP_2D, "reference", _ref.as_2d(_fused_ref_impl), devices=None)

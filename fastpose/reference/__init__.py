@@ -26,6 +26,7 @@ from fastpose.reference.soft_argmax import (
     soft_argmax_forward,
 )
 from fastpose.reference.soft_argmax_heatmap_mse import (
+    soft_argmax_heatmap_mse_2d,
     soft_argmax_heatmap_mse_3d,
     soft_argmax_heatmap_mse_backward,
     soft_argmax_heatmap_mse_forward,
@@ -44,6 +45,7 @@ __all__ = [
     "soft_argmax_3d",
     "soft_argmax_backward",
     "soft_argmax_forward",
+    "soft_argmax_heatmap_mse_2d",
     "soft_argmax_heatmap_mse_3d",
     "soft_argmax_heatmap_mse_backward",
     "soft_argmax_heatmap_mse_forward",

@@ -21,6 +21,7 @@ logits and the joints). The squared errors are direct differences (see
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 
@@ -29,6 +30,8 @@ from fastpose.reference.heatmap_mse import _diff_rows, _mse_coef_rows, _reduce, 
 from fastpose.reference.soft_argmax import NSTATS, _backward_into, _soft_argmax_acc, _soft_argmax_backward_acc
 
 __all__ = [
+    "as_2d",
+    "soft_argmax_heatmap_mse_2d",
     "soft_argmax_heatmap_mse_3d",
     "soft_argmax_heatmap_mse_forward",
     "soft_argmax_heatmap_mse_backward",
@@ -127,3 +130,46 @@ def soft_argmax_heatmap_mse_backward(
         return grad
 
     return _backward_into(out, logits, 3, chunk)
+
+
+# ---- the 2D head: the 3D head with D = 1 ------------------------------------------------------
+
+
+def as_2d(fused_3d: Callable) -> Callable:
+    """The 2D fused head from a 3D one (any backend's): logits (B, J, H, W) are a (B, J, 1, H, W)
+    volume (a view, no copy) and joints (B, J, 2) get z = 0. With D = 1 the voxel z index is always 0,
+    so the Gaussian target exp(-((x - mu_x)^2 + (y - mu_y)^2 + (0 - 0)^2) / (2 sigma^2)) is the 2D
+    target, c_z = sum p * 0 = 0 is dropped, and N = B*J*1*H*W is the 2D mean's normaliser. The
+    gradient flows back through the view (the padded c_z receives a zero cotangent).
+
+    ``fused_3d(logits, joints, sigma, weights) -> (coords (B, J, 3), mse ())``; returns the
+    function ``(logits (B, J, H, W), joints (B, J, 2), sigma, weights) -> (coords (B, J, 2), mse ())``.
+    """
+
+    def fused_2d(logits: torch.Tensor, joints: torch.Tensor, sigma: float,
+                 weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        joints_3d = torch.nn.functional.pad(joints, (0, 1))  # (B, J, 3): (x, y, 0)
+        coords, mse = fused_3d(logits.unsqueeze(-3), joints_3d, sigma, weights)
+        return coords[..., :2].contiguous(), mse  # (B, J, 2), ()
+
+    fused_2d.__name__ = fused_2d.__qualname__ = f"{getattr(fused_3d, '__name__', 'fused_3d')}_as_2d"
+    return fused_2d
+
+
+_soft_argmax_heatmap_mse_2d = as_2d(soft_argmax_heatmap_mse_3d)
+
+
+def soft_argmax_heatmap_mse_2d(
+    logits: torch.Tensor,
+    joints: torch.Tensor,
+    sigma: float,
+    weights: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(soft_argmax_2d(logits), heatmap_mse_2d(logits, joints, sigma, weights, "mean"))``.
+
+    logits (B, J, H, W), joints (B, J, 2) (x along W, y along H) in pixel index units, sigma > 0
+    pixels, weights (B, J) or None. Returns coords (B, J, 2) and mse () in logits' dtype, the mean
+    over B*J*H*W of w (z - t)^2 against the on-the-fly 2D Gaussian t. Computed as the 3D head with
+    D = 1 (:func:`as_2d`). Differentiable by autograd.
+    """
+    return _soft_argmax_heatmap_mse_2d(logits, joints, sigma, weights)

@@ -90,6 +90,16 @@ def test_fused_head_seed_size(dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=IDS)
+def test_fused_2d_head_seed_size(dtype):
+    """The 2D head (the 3D kernels with D = 1) at the 2D seed shape B=32, J=18, 64x64."""
+    x, mu, w = _volume_inputs(11, (32, 18, 64, 64), dtype)
+    cot = (torch.randn(32, 18, 2, device=DEV), torch.tensor(3.0, device=DEV))
+    _check("soft_argmax_heatmap_mse_2d",
+           lambda t: ops.soft_argmax_heatmap_mse_2d(t, mu, SIGMA, w, backend="triton"),
+           lambda t: R.soft_argmax_heatmap_mse.soft_argmax_heatmap_mse_2d(t, mu, SIGMA, w), x, dtype, cot)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=IDS)
 def test_soft_argmax_3d_seed_size(dtype):
     x, _, _ = _volume_inputs(2, (32, 18, 64, 64, 64), dtype)
     cot = (torch.randn(32, 18, 3, device=DEV),)

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 import fastpose.reference as R
-from fastpose.ops import _dispatch
+from fastpose.ops import _dispatch, _spec
 from tests._tolerances import assert_close
 from tests.triton._inputs import joints_for, volume
 
@@ -24,8 +24,9 @@ def test_every_op_is_registered(K):
         impl = _dispatch.get_impl(op, "triton")
         assert impl.devices == frozenset({"cuda", "cpu"} if interpret else {"cuda"}), op
         assert impl.dtypes == frozenset({torch.float16, torch.bfloat16, torch.float32, torch.float64}), op
+        name = _spec.spec(op).custom_op  # the op itself, or the op it reuses (2D head: the 3D head, D = 1)
         for suffix in ("", "_backward"):
-            assert hasattr(torch.ops.fastpose, f"{op}_triton{suffix}"), f"fastpose::{op}_triton{suffix}"
+            assert hasattr(torch.ops.fastpose, f"{name}_triton{suffix}"), f"fastpose::{name}_triton{suffix}"
 
 
 def test_heatmap_mse_gradient_recomputed(K, device):

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from ...reference.heatmap_mse import _normaliser
+from ...reference.soft_argmax_heatmap_mse import as_2d
 from .._dispatch import register_impl
 from . import _glue as g
 from . import _volume as v
@@ -84,7 +85,7 @@ def _forward(backend: str, logits: Tensor, joints: Tensor, sigma: float,
 def _backward(backend: str, grad_coords: Tensor | None, grad_mse: Tensor | None, logits: Tensor, joints: Tensor,
               sigma: float, weights: Tensor | None, stats: Tensor) -> Tensor:
     geo = v.geometry(_OP, logits, 3)
-    out = torch.empty(logits.shape, dtype=logits.dtype, device=logits.device)
+    out = v.grad_buffer(logits, backend)  # CPU: a cached buffer when free (no fresh pages)
     if grad_coords is None and grad_mse is None:
         return out.zero_()
     acc = g.acc_dtype(logits.dtype)
@@ -153,5 +154,9 @@ def _define(backend: str):
 
 
 def register(backend: str) -> None:
-    register_impl(_OP, backend, _define(backend), devices=(backend,), dtypes=g.DTYPES,
+    impl_3d = _define(backend)
+    register_impl(_OP, backend, impl_3d, devices=(backend,), dtypes=g.DTYPES,
                   note=f"fastpose._C {backend} kernels (csrc/soft_argmax_heatmap_mse)")
+    # the 2D head: the same kernels with D = 1 (joints padded with z = 0), docs/ops.md
+    register_impl("soft_argmax_heatmap_mse_2d", backend, as_2d(impl_3d), devices=(backend,), dtypes=g.DTYPES,
+                  note=f"fastpose._C {backend} kernels (csrc/soft_argmax_heatmap_mse, D = 1)")
