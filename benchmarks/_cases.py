@@ -27,6 +27,7 @@ import torch
 import fastpose.reference as R
 from fastpose.ops._spec import SPECS
 from fastpose.ops._spec import output_shapes as output_shape_of
+from fastpose.reference._rows import acc_dtype
 
 __all__ = [
     "CI_COMPILED",
@@ -222,7 +223,7 @@ def make_inputs(case: Case, device: str | torch.device, seed: int = 0) -> tuple[
     """
     gen = torch.Generator().manual_seed(seed)
     dt = case.torch_dtype
-    sec = torch.float64 if dt == torch.float64 else torch.float32
+    sec = acc_dtype(dt)
     d = case.size
     op = case.op
 

@@ -25,6 +25,8 @@ from collections.abc import Sequence
 
 import torch
 
+from fastpose.reference._rows import acc_dtype
+
 __all__ = [
     "H36M_PARENTS",
     "mpjpe",
@@ -42,11 +44,6 @@ _REDUCTIONS = ("mean", "none")
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    """float64 stays float64; float32/float16/bfloat16 are computed in float32."""
-    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 def _check_tensor(fn: str, name: str, x: object, min_dim: int, layout: str = "(..., J, C)") -> None:
@@ -123,7 +120,7 @@ def mpjpe(predicted: torch.Tensor, target: torch.Tensor, reduction: str = "mean"
     """
     _check_pair("mpjpe", predicted, target)
     _check_reduction("mpjpe", reduction)
-    acc = _compute_dtype(predicted.dtype)
+    acc = acc_dtype(predicted.dtype)
     err = _norm(predicted.to(acc) - target.to(acc))  # (..., J)
     return _reduce(err, reduction).to(predicted.dtype)
 
@@ -159,7 +156,7 @@ def weighted_mpjpe(
             f"{fn}: argument 'w' must be on the device of 'predicted': expected {predicted.device}, "
             f"received {w.device}"
         )
-    acc = _compute_dtype(predicted.dtype)
+    acc = acc_dtype(predicted.dtype)
     err = w.to(acc) * _norm(predicted.to(acc) - target.to(acc))  # (..., J)
     return _reduce(err, reduction).to(predicted.dtype)
 
@@ -233,7 +230,7 @@ def p_mpjpe(predicted: torch.Tensor, target: torch.Tensor, reduction: str = "mea
     """
     _check_pair("p_mpjpe", predicted, target)
     _check_reduction("p_mpjpe", reduction)
-    acc = _compute_dtype(predicted.dtype)
+    acc = acc_dtype(predicted.dtype)
     pred, tgt = predicted.to(acc), target.to(acc)  # (..., J, C)
     if pred.shape[:-2].numel() == 0 or pred.shape[-2] == 0:
         err = _norm(pred - tgt)  # (..., J) empty: nothing to align
@@ -257,7 +254,7 @@ def n_mpjpe(predicted: torch.Tensor, target: torch.Tensor, reduction: str = "mea
     """
     _check_pair("n_mpjpe", predicted, target)
     _check_reduction("n_mpjpe", reduction)
-    acc = _compute_dtype(predicted.dtype)
+    acc = acc_dtype(predicted.dtype)
     pred, tgt = predicted.to(acc), target.to(acc)  # (..., J, C)
     num = (pred * tgt).sum(dim=(-2, -1), keepdim=True)  # (..., 1, 1)
     den = (pred * pred).sum(dim=(-2, -1), keepdim=True)  # (..., 1, 1)
@@ -294,7 +291,7 @@ def mean_velocity_error(
     _check_pair(fn, predicted, target)
     _check_reduction(fn, reduction)
     d = _time_dim(fn, predicted, dim)
-    acc = _compute_dtype(predicted.dtype)
+    acc = acc_dtype(predicted.dtype)
     diff = predicted.to(acc) - target.to(acc)  # (..., T, .., J, C) v_p - v_t = d(pred - target)
     vel = torch.diff(diff, dim=d)  # (..., T-1, .., J, C)
     err = _norm(vel)  # (..., T-1, .., J)
@@ -336,7 +333,7 @@ def bone_length_loss(
             )
     child = [j for j, p in enumerate(parents) if p >= 0]  # joints that end a bone
     parent = [parents[j] for j in child]
-    acc = _compute_dtype(predicted.dtype)
+    acc = acc_dtype(predicted.dtype)
     pts = predicted.to(acc)  # (..., T, .., J, 3)
     idx_c = torch.tensor(child, device=pts.device, dtype=torch.long)  # (nb,)
     idx_p = torch.tensor(parent, device=pts.device, dtype=torch.long)  # (nb,)

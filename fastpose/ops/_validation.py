@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import torch
 
+from ..reference._rows import acc_dtype
+
 __all__: list[str] = []
 
 _FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -37,15 +39,6 @@ def main_tensor(op: str, name: str, t: object, ndim: int | None = None, min_ndim
     return t
 
 
-def compute_dtype(main: torch.Tensor) -> torch.dtype:
-    """Dtype of the secondary tensors: float64 for float64 inputs, float32 otherwise.
-
-    Targets (joints, cameras, keypoints, weights) are never rounded to half precision: a joint at
-    63.4 voxels in bfloat16 would move by up to 0.25 voxel.
-    """
-    return torch.float64 if main.dtype == torch.float64 else torch.float32
-
-
 def secondary(op: str, name: str, t: object, main: torch.Tensor, shape: tuple[int, ...],
               main_name: str) -> torch.Tensor:
     """Check a secondary float tensor (exact ``shape``, same device, no grad) and cast it."""
@@ -60,7 +53,9 @@ def secondary(op: str, name: str, t: object, main: torch.Tensor, shape: tuple[in
         )
     same_device(op, name, t, main_name, main)
     no_grad(op, name, t)
-    return t.to(compute_dtype(main))
+    # targets (joints, keypoints, weights) in the accumulation dtype, never rounded to half precision:
+    # a joint at 63.4 voxels in bfloat16 would move by up to 0.25 voxel
+    return t.to(acc_dtype(main.dtype))
 
 
 def same_device(op: str, name: str, t: torch.Tensor, main_name: str, main: torch.Tensor) -> None:
@@ -127,4 +122,4 @@ def camera_tensor(op: str, camera: object, points: torch.Tensor) -> torch.Tensor
         )
     same_device(op, "camera", camera, "points", points)
     no_grad(op, "camera", camera)
-    return camera.to(compute_dtype(points))
+    return camera.to(acc_dtype(points.dtype))

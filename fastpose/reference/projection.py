@@ -34,7 +34,7 @@ import math
 
 import torch
 
-from fastpose.reference.soft_argmax import _compute_dtype
+from fastpose.reference._rows import acc_dtype
 
 __all__ = [
     "camera_broadcast_map",
@@ -117,7 +117,7 @@ def _project_acc(pts: torch.Tensor, cam: torch.Tensor) -> torch.Tensor:
 def project_to_2d(points: torch.Tensor, camera: torch.Tensor) -> torch.Tensor:
     """Project camera-frame points (*L, J, 3) with intrinsics camera (*C, 9) (C broadcasts to L,
     see the module doc) to (*L, J, 2) screen coordinates; points' dtype. Autograd-differentiable."""
-    acc = _compute_dtype(points.dtype)
+    acc = acc_dtype(points.dtype)
     out = _project_acc(points.to(acc), _camera_view(camera, points, acc))  # (..., J, 2)
     return out.to(points.dtype)
 
@@ -152,7 +152,7 @@ def project_to_2d_backward(
 
     grad_out (..., J, 2), points (..., J, 3), camera (*C, 9) -> (..., J, 3) in points' dtype.
     """
-    acc = _compute_dtype(points.dtype)
+    acc = acc_dtype(points.dtype)
     cam = _camera_view(camera, points, acc)  # (*C, 1.., 1, 9)
     grad = _project_backward_acc(grad_out.to(acc), points.to(acc), cam)  # (..., J, 3)
     return grad.to(points.dtype)  # (..., J, 3)
@@ -180,7 +180,7 @@ def reprojection_loss(
     points (..., J, 3), camera (*C, 9), keypoints_2d (..., J, 2), weights (..., J) or None;
     count = the number of (..., j) entries (an empty input gives 0). Returns () in points' dtype.
     """
-    acc = _compute_dtype(points.dtype)
+    acc = acc_dtype(points.dtype)
     proj = _project_acc(points.to(acc), _camera_view(camera, points, acc))  # (..., J, 2)
     dist = _guarded_norm(proj - keypoints_2d.to(acc))  # (..., J)
     if weights is not None:
@@ -201,7 +201,7 @@ def reprojection_loss_backward(
 
     then through :func:`project_to_2d_backward`. grad_loss (), returns (..., J, 3) points' dtype.
     """
-    acc = _compute_dtype(points.dtype)
+    acc = acc_dtype(points.dtype)
     pts = points.to(acc)  # (..., J, 3)
     cam = _camera_view(camera, points, acc)  # (*C, 1.., 1, 9)
     e = _project_acc(pts, cam) - keypoints_2d.to(acc)  # (..., J, 2)

@@ -46,9 +46,6 @@ __all__ = [
 
 NSTATS = 5  # stats per (b, j): m, log s, c_x, c_y, c_z
 
-# The one definition lives in fastpose.reference._rows; this alias keeps the old private name.
-_compute_dtype = acc_dtype
-
 
 def _axis_view(vec: torch.Tensor, axis: int, ndim: int) -> torch.Tensor:
     """Reshape a per-axis vector (..., S_axis) so it broadcasts along spatial ``axis`` of an

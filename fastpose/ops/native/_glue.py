@@ -228,7 +228,7 @@ class KernelSpec:
         names, items, _ = self._plan(backend)
         if buffers.keys() != names:
             return False
-        acc = torch.float64 if dtype is torch.float64 else torch.float32  # dtypes are singletons
+        acc = acc_dtype(dtype)
         for name, is_acc, shape, optional in items:
             t = buffers[name]
             if t is None:
