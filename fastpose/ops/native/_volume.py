@@ -8,10 +8,19 @@ chunk by chunk of whole rows (at most :data:`fastpose.reference._rows.CHUNK_ELEM
 same chunking as the reference), one launch per chunk: the float32 copy of the whole volume (twice
 the input's size) never exists, and gradients are written into the input-dtype result chunk by
 chunk. This keeps forward + backward within one input-sized volume above the inputs (docs/ops.md).
+
+Gradient volumes on the CPU (:func:`grad_buffer`): a large CPU gradient is written into a cached
+buffer when the previous step's gradient in it has been released, instead of a fresh allocation.
+Fresh volume-sized allocations come from new pages (glibc serves blocks above 32 MiB with mmap), and
+the kernel that first writes them spends about as much time in the OS zeroing pages as computing: at
+B=8, J=18, 64^3 (151 MB) ~23 % of a fused-head training step was page faults (issue 14).
+``FASTPOSE_GRAD_CACHE=0`` turns the cache off; :func:`release_grad_cache` frees the buffer.
 """
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -21,7 +30,7 @@ from torch import Tensor
 from ...reference import _rows
 from . import _glue as g
 
-__all__: list[str] = []
+__all__ = ["grad_buffer", "release_grad_cache"]
 
 
 @dataclass(frozen=True)
@@ -83,3 +92,49 @@ def kernel_chunks(x: Tensor, backend: str, geo: Geometry,
 def sizes(geo: Geometry, rows: int, ndim: int) -> dict[str, int]:
     """The size names of the volume kernels' KernelSpecs for a chunk of ``rows`` rows."""
     return {"R": rows, "N": geo.n_vox, "d": geo.d, "h": geo.h, "w": geo.w, "ndim": ndim}
+
+
+# ---- the cached CPU gradient buffer ----------------------------------------------------------------
+
+# Below this size fresh allocations are cheap (glibc reuses freed heap blocks; ~1000 page faults at
+# most): the cache would only hold memory. The same threshold as the kernels' huge-page advice
+# (csrc/common/fp_cpu_memory.h: kHugeAdviceMinBytes).
+_GRAD_CACHE_MIN_BYTES = 4 << 20
+_grad_lock = threading.Lock()
+_grad_storage: list[torch.UntypedStorage] = []  # at most one: the buffer of the latest gradient
+# torch's storage reference count (private API; pinned torch): without it there is no cache.
+_use_count = getattr(torch._C, "_storage_Use_Count", None)
+
+
+def _grad_cache_on() -> bool:
+    # Off while the profiler runs: memory measurements (benchmarks/_memory.py, tests/ops/test_memory.py)
+    # count the gradient allocation of every step, as a user without the cache would see it.
+    return (_use_count is not None and os.environ.get("FASTPOSE_GRAD_CACHE", "1") != "0"
+            and not torch._C._autograd._profiler_enabled())
+
+
+def grad_buffer(x: Tensor, backend: str) -> Tensor:
+    """An uninitialised contiguous tensor of ``x``'s shape and dtype for a backward kernel to fill.
+
+    On the CPU, for volumes of at least 4 MiB, the storage of the previous call is reused when
+    nothing else references it any more (its storage reference count is 1: only this cache holds
+    it; the caller's gradient from the last step, any view of it, ``x.grad`` of a leaf, all keep it
+    referenced and force a fresh buffer, which then becomes the cached one). The returned tensor is
+    a new tensor object, so autograd's gradient accumulation can still adopt it as ``.grad`` without
+    a copy. Callers write every element. Thread-safe: the check and the hand-out happen under a lock.
+    """
+    nbytes = x.numel() * x.element_size()
+    if backend != "cpu" or x.device.type != "cpu" or nbytes < _GRAD_CACHE_MIN_BYTES or not _grad_cache_on():
+        return torch.empty(x.shape, dtype=x.dtype, device=x.device)
+    with _grad_lock:
+        st = _grad_storage[0] if _grad_storage else None
+        if st is None or st.nbytes() != nbytes or _use_count(st._cdata) != 1:
+            st = torch.empty(x.numel(), dtype=x.dtype).untyped_storage()  # a fresh buffer, then cached
+            _grad_storage[:] = [st]
+        return torch.empty(0, dtype=x.dtype).set_(st, 0, x.shape)
+
+
+def release_grad_cache() -> None:
+    """Drop the cached gradient buffer (its memory is freed once no gradient tensor uses it)."""
+    with _grad_lock:
+        _grad_storage.clear()

@@ -86,7 +86,7 @@ def _backward(backend: str, ndim: int, grad_loss: Tensor, heatmaps: Tensor, join
     jt, wt = _small_rows(joints, weights, acc, geo, ndim)
     gl = g.small(grad_loss, acc).reshape(-1)  # (1,) for "mean"/"sum", (rows,) for "none"
     stride = 1 if reduction == "none" else 0
-    out = torch.empty(heatmaps.shape, dtype=heatmaps.dtype, device=heatmaps.device)
+    out = v.grad_buffer(heatmaps, backend)  # CPU: a cached buffer when free (no fresh pages)
     for r0, r1, xk, dst in v.kernel_chunks(heatmaps, backend, geo, out):
         glc = gl[r0:r1] if stride else gl  # (R_c,) per row, or (1,)
         BACKWARD.launch(backend, xk.dtype, xk.device, {**v.sizes(geo, r1 - r0, ndim), "G": glc.numel()},

@@ -67,7 +67,7 @@ def _backward(backend: str, ndim: int, grad_coords: Tensor, logits: Tensor, stat
     acc = g.acc_dtype(logits.dtype)
     gc = g.small(grad_coords, acc)  # (B, J, n)
     st = g.small(stats, acc)
-    out = torch.empty(logits.shape, dtype=logits.dtype, device=logits.device)
+    out = v.grad_buffer(logits, backend)  # CPU: a cached buffer when free (no fresh pages)
     gcr, str_ = gc.view(geo.rows, ndim), st.view(geo.rows, _NSTATS)
     for r0, r1, xk, dst in v.kernel_chunks(logits, backend, geo, out):
         BACKWARD.launch(backend, xk.dtype, xk.device, v.sizes(geo, r1 - r0, ndim),
