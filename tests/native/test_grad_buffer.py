@@ -85,3 +85,33 @@ def test_cache_off_by_env_and_below_threshold(monkeypatch):
     small = torch.randn(1, 2, 8, 8, 8)
     _grad(small, torch.rand(1, 2, 3) * 7)
     assert vol._grad_storage == [], "volumes below 4 MiB must not be cached"
+
+
+def test_reprojection_saved_and_points_gradients_through_the_cache(monkeypatch):
+    """The re-projection loss holds two large buffers in a step (its saved gradient, then the
+    points' gradient): both come from the cache, and the gradients equal the uncached ones."""
+    vol = _vol()
+    vol.release_grad_cache()
+    gen = torch.Generator().manual_seed(6)
+    n, t, j = 100, 243, 17  # 413k points: 4.96 MB of float32 points, above the threshold
+    z = torch.rand(n, t, j, 1, generator=gen) * 4 + 2
+    pts = torch.cat([torch.randn(n, t, j, 2, generator=gen) * 0.3 * z, z], -1)
+    cam = torch.tensor([1.1, 1.1, 0.01, -0.02, -0.2, 0.2, -0.005, -0.001, 0.0005]).expand(n, 1, 9)
+    kp = torch.randn(n, t, j, 2, generator=gen) * 0.3
+
+    def grad():
+        p = pts.detach().requires_grad_(True)
+        (gp,) = torch.autograd.grad(ops.reprojection_loss(p, cam, kp, backend="cpu"), p, torch.tensor(0.7))
+        return gp
+
+    monkeypatch.setenv("FASTPOSE_GRAD_CACHE", "0")
+    expected = grad()
+    monkeypatch.delenv("FASTPOSE_GRAD_CACHE")
+    first = grad()
+    ptr = first.data_ptr()
+    assert torch.equal(first, expected)
+    assert len(vol._grad_storage) == 2, "the saved gradient and the points' gradient should both be cached"
+    del first
+    second = grad()
+    assert torch.equal(second, expected)
+    assert ptr in {s.data_ptr() for s in vol._grad_storage}

@@ -19,6 +19,7 @@ B=8, J=18, 64^3 (151 MB) ~23 % of a fused-head training step was page faults (is
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 from collections.abc import Iterator
@@ -30,7 +31,7 @@ from torch import Tensor
 from ...reference import _rows
 from . import _glue as g
 
-__all__ = ["grad_buffer", "release_grad_cache"]
+__all__ = ["cached_empty", "grad_buffer", "release_grad_cache"]
 
 
 @dataclass(frozen=True)
@@ -94,14 +95,17 @@ def sizes(geo: Geometry, rows: int, ndim: int) -> dict[str, int]:
     return {"R": rows, "N": geo.n_vox, "d": geo.d, "h": geo.h, "w": geo.w, "ndim": ndim}
 
 
-# ---- the cached CPU gradient buffer ----------------------------------------------------------------
+# ---- the cached CPU gradient buffers --------------------------------------------------------------
 
 # Below this size fresh allocations are cheap (glibc reuses freed heap blocks; ~1000 page faults at
 # most): the cache would only hold memory. The same threshold as the kernels' huge-page advice
 # (csrc/common/fp_cpu_memory.h: kHugeAdviceMinBytes).
 _GRAD_CACHE_MIN_BYTES = 4 << 20
+# Two slots: a step that holds two large buffers at once (the re-projection loss keeps its saved
+# gradient while its backward writes the points' gradient) reuses both.
+_GRAD_CACHE_SLOTS = 2
 _grad_lock = threading.Lock()
-_grad_storage: list[torch.UntypedStorage] = []  # at most one: the buffer of the latest gradient
+_grad_storage: list[torch.UntypedStorage] = []  # most recently handed out first
 # torch's storage reference count (private API; pinned torch): without it there is no cache.
 _use_count = getattr(torch._C, "_storage_Use_Count", None)
 
@@ -113,28 +117,40 @@ def _grad_cache_on() -> bool:
             and not torch._C._autograd._profiler_enabled())
 
 
-def grad_buffer(x: Tensor, backend: str) -> Tensor:
-    """An uninitialised contiguous tensor of ``x``'s shape and dtype for a backward kernel to fill.
+def cached_empty(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device, backend: str) -> Tensor:
+    """``torch.empty(shape, dtype=dtype, device=device)``, on the CPU from a cached buffer when one is free.
 
-    On the CPU, for volumes of at least 4 MiB, the storage of the previous call is reused when
-    nothing else references it any more (its storage reference count is 1: only this cache holds
-    it; the caller's gradient from the last step, any view of it, ``x.grad`` of a leaf, all keep it
-    referenced and force a fresh buffer, which then becomes the cached one). The returned tensor is
-    a new tensor object, so autograd's gradient accumulation can still adopt it as ``.grad`` without
-    a copy. Callers write every element. Thread-safe: the check and the hand-out happen under a lock.
+    For CPU buffers of at least 4 MiB, the storage of an earlier call is reused when nothing else
+    references it any more (its storage reference count is 1: only this cache holds it; a gradient
+    the caller still holds, any view of it, ``x.grad`` of a leaf, a tensor saved for a backward, all
+    keep it referenced and force a fresh buffer, which then takes a slot). The returned tensor is a
+    new tensor object, so autograd's gradient accumulation can still adopt it as ``.grad`` without a
+    copy. Callers write every element. Thread-safe: the check and the hand-out happen under a lock.
     """
-    nbytes = x.numel() * x.element_size()
-    if backend != "cpu" or x.device.type != "cpu" or nbytes < _GRAD_CACHE_MIN_BYTES or not _grad_cache_on():
-        return torch.empty(x.shape, dtype=x.dtype, device=x.device)
+    numel = math.prod(shape)
+    nbytes = numel * dtype.itemsize
+    if backend != "cpu" or torch.device(device).type != "cpu" or nbytes < _GRAD_CACHE_MIN_BYTES \
+            or not _grad_cache_on():
+        return torch.empty(shape, dtype=dtype, device=device)
     with _grad_lock:
-        st = _grad_storage[0] if _grad_storage else None
-        if st is None or st.nbytes() != nbytes or _use_count(st._cdata) != 1:
-            st = torch.empty(x.numel(), dtype=x.dtype).untyped_storage()  # a fresh buffer, then cached
-            _grad_storage[:] = [st]
-        return torch.empty(0, dtype=x.dtype).set_(st, 0, x.shape)
+        free = [s for s in _grad_storage if s.nbytes() == nbytes and _use_count(s._cdata) == 1]
+        if free:
+            st = free[0]
+            _grad_storage.remove(st)
+        else:
+            st = torch.empty(numel, dtype=dtype).untyped_storage()  # a fresh buffer, then cached
+        _grad_storage.insert(0, st)
+        del _grad_storage[_GRAD_CACHE_SLOTS:]
+        return torch.empty(0, dtype=dtype).set_(st, 0, shape)
+
+
+def grad_buffer(x: Tensor, backend: str) -> Tensor:
+    """An uninitialised contiguous tensor of ``x``'s shape and dtype for a backward kernel to fill
+    (:func:`cached_empty`)."""
+    return cached_empty(tuple(x.shape), x.dtype, x.device, backend)
 
 
 def release_grad_cache() -> None:
-    """Drop the cached gradient buffer (its memory is freed once no gradient tensor uses it)."""
+    """Drop the cached gradient buffers (their memory is freed once no tensor uses them)."""
     with _grad_lock:
         _grad_storage.clear()

@@ -23,6 +23,7 @@ from torch import Tensor
 from ...reference.projection import compact_camera
 from .._dispatch import register_impl
 from . import _glue as g
+from . import _volume as v
 from ._glue import Buffer
 
 __all__: list[str] = []
@@ -79,7 +80,7 @@ def _project_backward(backend: str, grad: Tensor, points: Tensor, camera: Tensor
     x = g.main_input(points, backend)
     cam, sz = _sizes(x, camera, g.acc_dtype(x.dtype))
     go = g.small(grad, x.dtype)  # (*L, J, 2) in the kernel dtype
-    out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+    out = v.grad_buffer(x, backend)  # CPU: a cached buffer when free (no fresh pages)
     if sz["P"]:
         m = sz["P"]
         PROJECT_BACKWARD.launch(backend, x.dtype, x.device, sz,
@@ -95,6 +96,21 @@ def _saved_grad(points: Tensor, need_grad: bool) -> Tensor:
     return points.new_empty(points.shape if need_grad else (0,), dtype=g.acc_dtype(points.dtype))
 
 
+def _scale_saved(backend: str, saved: Tensor, grad_loss: Tensor, dtype: torch.dtype) -> Tensor:
+    """The re-projection backward: ``grad_loss * saved`` in ``dtype`` (the row_scale kernel with one
+    row, csrc/row_scale). As :func:`fastpose.ops.native._glue.row_scale`, with the output from the
+    CPU gradient cache (:func:`fastpose.ops.native._volume.cached_empty`) when no cast follows."""
+    kd = g.kernel_dtype(backend, dtype)
+    if kd != saved.dtype or not saved.is_contiguous() or saved.numel() == 0 or grad_loss.numel() != 1:
+        return g.row_scale(backend, saved, grad_loss, dtype)
+    s = g.small(grad_loss, g.acc_dtype(kd)).reshape(-1)
+    out = v.cached_empty(tuple(saved.shape), kd, saved.device, backend)
+    n = saved.numel()
+    g.ROW_SCALE.launch(backend, kd, saved.device, {"rows": 1, "cols": n},
+                       {"src": saved.view(1, n), "scale": s, "out": out.view(1, n)})
+    return out if dtype == kd else out.to(dtype)
+
+
 def _reprojection(backend: str, points: Tensor, camera: Tensor, keypoints_2d: Tensor, weights: Tensor | None,
                   need_grad: bool) -> tuple[Tensor, Tensor]:
     x = g.main_input(points, backend)
@@ -104,7 +120,8 @@ def _reprojection(backend: str, points: Tensor, camera: Tensor, keypoints_2d: Te
     kp = g.small(keypoints_2d, acc)  # (*L, J, 2)
     wt = g.small(weights, acc)  # (*L, J) or None
     loss = torch.empty((), dtype=x.dtype, device=x.device)
-    saved = _saved_grad(x, need_grad)
+    # the saved gradient (see _saved_grad): on the CPU a cached buffer when free (no fresh pages)
+    saved = v.cached_empty(tuple(x.shape) if need_grad else (0,), acc, x.device, backend)
     scale = 1.0 / m if m else 0.0  # mean over all points; 0 for no points
     bufs = {"points": x.view(m, 3), "camera": cam, "keypoints": kp.view(m, 2),
             "weights": None if wt is None else wt.view(m), "loss": loss,
@@ -160,7 +177,7 @@ def _define_reprojection(backend: str):
 
     @torch.library.custom_op(name + "_backward", mutates_args=(), device_types=backend)
     def bwd(grad_loss: Tensor, saved_grad: Tensor, dtype: torch.dtype) -> Tensor:
-        return g.row_scale(backend, saved_grad, grad_loss, dtype)
+        return _scale_saved(backend, saved_grad, grad_loss, dtype)
 
     @bwd.register_fake
     def _(grad_loss, saved_grad, dtype):
