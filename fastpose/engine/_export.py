@@ -16,6 +16,7 @@ error that says so.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import torch
@@ -26,16 +27,30 @@ from ._models import Deployable
 
 __all__ = ["REFERENCE_OPS", "export_program", "fastpose_ops_in", "metadata_dims"]
 
-# The reference backend's forward custom ops (fastpose/ops/*.py), i.e. what an export can contain.
-REFERENCE_OPS = (
-    "soft_argmax_2d_reference",
-    "soft_argmax_3d_reference",
-    "heatmap_mse_2d_reference",
-    "heatmap_mse_3d_reference",
-    "soft_argmax_heatmap_mse_3d_reference",
-    "project_to_2d_reference",
-    "reprojection_loss_reference",
-)
+# The reference backend's forward custom ops an export can contain: the union of the ops'
+# declared ``exports`` (fastpose/ops/_spec.py), in declaration order. Read on first use, so
+# importing the engine does not import fastpose.ops.
+@functools.cache
+def _reference_ops() -> tuple[str, ...]:
+    from ..ops._spec import SPECS
+
+    return tuple(dict.fromkeys(name for s in SPECS.values() for name in s.exports))
+
+
+class _ReferenceOps(Sequence):
+    """A read-only sequence of :func:`_reference_ops` (the names, e.g. ``"soft_argmax_3d_reference"``)."""
+
+    def __getitem__(self, i):
+        return _reference_ops()[i]
+
+    def __len__(self) -> int:
+        return len(_reference_ops())
+
+    def __repr__(self) -> str:
+        return repr(_reference_ops())
+
+
+REFERENCE_OPS: Sequence[str] = _ReferenceOps()
 
 
 def reference_overload(name: str) -> torch._ops.OpOverload:
@@ -47,7 +62,7 @@ def reference_overload(name: str) -> torch._ops.OpOverload:
     except (AttributeError, RuntimeError) as exc:
         raise RuntimeError(
             f"custom op fastpose::{name} is not registered (fastpose.ops changed?); the engine lowering "
-            f"tables expect the reference ops {REFERENCE_OPS}"
+            f"tables expect the reference ops {_reference_ops()}"
         ) from exc
 
 
@@ -107,7 +122,7 @@ def export_program(dep: Deployable, inputs: Sequence[Tensor], dynamic_batch: boo
     dep.module.eval()
     with fastpose.use_backend("reference"):
         ep = torch.export.export(dep.module, inputs, dynamic_shapes=dynamic_shapes)
-    foreign = sorted(n for n in fastpose_ops_in(ep.graph_module) if n not in REFERENCE_OPS)
+    foreign = sorted(n for n in fastpose_ops_in(ep.graph_module) if n not in _reference_ops())
     if foreign:
         raise RuntimeError(
             f"export of {dep.name}: the graph calls fastpose ops {foreign} of a non-reference backend; the "

@@ -378,41 +378,68 @@ def deployable(name: str, checkpoint: str | Path | None = None, config: Mapping 
 
 
 # ------------------------------------------------------------------------------------------- ops
-# op -> (tensor input names, output names). Float/str arguments are fixed in the module.
-OP_SIGNATURES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "soft_argmax_2d": (("logits",), ("coords",)),
-    "soft_argmax_3d": (("logits",), ("coords",)),
-    "heatmap_mse_2d": (("heatmaps", "joints", "weights"), ("loss",)),
-    "heatmap_mse_3d": (("heatmaps", "joints", "weights"), ("loss",)),
-    "soft_argmax_heatmap_mse_3d": (("logits", "joints", "weights"), ("coords", "mse")),
-    "project_to_2d": (("points", "camera"), ("uv",)),
-    "reprojection_loss": (("points", "camera", "keypoints_2d", "weights"), ("loss",)),
-}
+# The tensor arguments of an op (fastpose/ops/_spec.py argument kinds): its main input, secondary
+# tensors (targets, weights) and the camera. Float / string arguments (sigma, reduction) are fixed
+# in the module.
+_TENSOR_KINDS = ("main", "tensor", "camera")
+
+
+def _signature(op: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(tensor input names in call order, output names) of ``op``, from its declaration."""
+    from ..ops._spec import SPECS
+
+    s = SPECS[op]
+    return (tuple(a.name for a in s.args if a.kind in _TENSOR_KINDS), tuple(name for name, _shape in s.outputs))
+
+
+def _op_signatures() -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
+    from ..ops._spec import SPECS
+
+    return {op: _signature(op) for op in SPECS}
+
+
+class _LazySignatures(Mapping):
+    """op -> (tensor input names, output names) for every declared op (read from ``SPECS`` on use,
+    so importing the engine does not import ``fastpose.ops``)."""
+
+    def __getitem__(self, op: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        return _op_signatures()[op]
+
+    def __iter__(self):
+        return iter(_op_signatures())
+
+    def __len__(self) -> int:
+        return len(_op_signatures())
+
+
+OP_SIGNATURES: Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]] = _LazySignatures()
 
 
 class _OpModule(nn.Module):
-    """One fused op as a module: forward(*tensors) -> tuple of the op's outputs."""
+    """One fused op as a module: forward(*tensors) -> tuple of the op's outputs.
+
+    The op's positional arguments are rebuilt in its declared order (``SPECS[op].args``): tensor
+    arguments from ``forward``'s inputs in order (an optional tensor left out -- the trailing
+    ``weights`` of an unweighted deployable -- is passed as None), ``sigma`` / ``reduction`` from
+    the fixed values. An op with one declared output returns a tensor, wrapped into a 1-tuple.
+    """
 
     def __init__(self, op: str, weighted: bool, sigma: float, reduction: str):
         super().__init__()
+        from ..ops._spec import SPECS
+
         self.op, self.weighted, self.sigma, self.reduction = op, weighted, sigma, reduction
+        self._args = tuple((a.name, a.kind) for a in SPECS[op].args)
+        self._n_out = len(SPECS[op].outputs)
 
     def forward(self, *tensors: Tensor) -> tuple[Tensor, ...]:
         from .. import ops
 
-        fn = getattr(ops, self.op)
-        if self.op.startswith("soft_argmax_") and not self.op.endswith("mse_3d"):
-            return (fn(*tensors),)
-        if self.op.startswith("heatmap_mse"):
-            h, joints, *w = tensors
-            return (fn(h, joints, self.sigma, w[0] if w else None, self.reduction),)
-        if self.op == "soft_argmax_heatmap_mse_3d":
-            z, joints, *w = tensors
-            return tuple(fn(z, joints, self.sigma, w[0] if w else None))
-        if self.op == "project_to_2d":
-            return (fn(*tensors),)
-        pts, cam, kp, *w = tensors
-        return (fn(pts, cam, kp, w[0] if w else None),)
+        fixed = {"sigma": self.sigma, "reduction": self.reduction}
+        rest = iter(tensors)
+        args = [fixed[kind] if kind in fixed else next(rest, None) for _name, kind in self._args]
+        out = getattr(ops, self.op)(*args)
+        return (out,) if self._n_out == 1 else tuple(out)
 
 
 def op_deployable(op: str, example: tuple[Tensor, ...], sigma: float = 2.0, reduction: str = "mean") -> Deployable:
@@ -421,12 +448,18 @@ def op_deployable(op: str, example: tuple[Tensor, ...], sigma: float = 2.0, redu
     ``example`` holds the op's tensor arguments in order (see :data:`OP_SIGNATURES`); leave out
     the trailing ``weights`` for an unweighted op. ``sigma`` / ``reduction`` are fixed.
     """
-    if op not in OP_SIGNATURES:
-        raise ValueError(f"argument 'op': expected one of {sorted(OP_SIGNATURES)}, received {op!r}")
-    names, outs = OP_SIGNATURES[op]
+    from ..ops._spec import SPECS
+
+    if op not in SPECS:
+        raise ValueError(f"argument 'op': expected one of {sorted(SPECS)}, received {op!r}")
+    names, outs = _signature(op)
+    optional = [a.optional for a in SPECS[op].args if a.kind in _TENSOR_KINDS]
+    # trailing optional tensors (weights) may be left out of the example
+    required = max((i + 1 for i, opt in enumerate(optional) if not opt), default=0)
     weighted = "weights" in names and len(example) == len(names)
-    if len(example) not in ((len(names), len(names) - 1) if "weights" in names else (len(names),)):
-        raise ValueError(f"op_deployable({op!r}): expected tensors {names}, received {len(example)}")
+    if not required <= len(example) <= len(names):
+        raise ValueError(f"op_deployable({op!r}): argument 'example': expected the tensors {names} (the first "
+                         f"{required} required), received {len(example)}")
     names = names[: len(example)]
     shapes = [tuple(t.shape) for t in example]
     dtypes = [t.dtype for t in example]

@@ -43,6 +43,11 @@ def _cases(g: torch.Generator) -> dict:
         "heatmap_mse_3d-weights-sum": ("heatmap_mse_3d", (ru(B, J, 4, 6, 7), ru(B, J, 3) * 4, ru(B, J)), 0.8, "sum"),
         "soft_argmax_heatmap_mse_3d": ("soft_argmax_heatmap_mse_3d",
                                        (rn(B, J, 4, 6, 7) * 2, ru(B, J, 3) * 4, ru(B, J)), 1.2, "mean"),
+        # the 2D head: exported through the 3D head's reference op with D = 1 (its declared exports)
+        "soft_argmax_heatmap_mse_2d": ("soft_argmax_heatmap_mse_2d",
+                                       (rn(B, J, 6, 7) * 2, ru(B, J, 2) * 5, ru(B, J)), 1.2, "mean"),
+        "soft_argmax_heatmap_mse_2d-unweighted": ("soft_argmax_heatmap_mse_2d",
+                                                  (rn(B, J, 6, 7) * 2, ru(B, J, 2) * 5), 0.9, "mean"),
         "project_to_2d": ("project_to_2d", (pts, cam), 2.0, "mean"),
         "project_to_2d-per-frame": ("project_to_2d", (pts, cam_t), 2.0, "mean"),
         "reprojection_loss": ("reprojection_loss", (pts, cam, rn(B, 4, J, 2) * 0.5, ru(B, 4, J)), 2.0, "mean"),
@@ -88,8 +93,8 @@ def test_op_exported_alone_matches_pytorch(case, cases, tmp_path):
         expected = (direct(tensors[0]),)
     elif op.startswith("heatmap_mse"):
         expected = (direct(tensors[0], tensors[1], sigma, tensors[2] if len(tensors) > 2 else None, reduction),)
-    elif op == "soft_argmax_heatmap_mse_3d":
-        expected = direct(tensors[0], tensors[1], sigma, tensors[2])
+    elif op.startswith("soft_argmax_heatmap_mse"):
+        expected = direct(tensors[0], tensors[1], sigma, tensors[2] if len(tensors) > 2 else None)
     else:
         expected = (direct(*tensors),)
     got = runner(*tensors)
