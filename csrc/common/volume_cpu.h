@@ -130,6 +130,9 @@ FP_CPU_CLONES void forward_chunk(const T* __restrict x, int64_t line0, int64_t l
   const int wi = static_cast<int>(w);
   const int64_t lines_per_block = std::max<int64_t>(1, kBlockElems / w);
   const V iota = fp_viota<T>();
+  // (y, z) of the current line, stepped along with it: no integer division per line (a 64-bit
+  // division costs about as much as a whole line of 64 values of the MSE pass)
+  int64_t yi = line0 % h, zi = line0 / h;
   for (int64_t b0 = line0; b0 < line1; b0 += lines_per_block) {
     const int64_t b1 = std::min(line1, b0 + lines_per_block);
     V es{}, ex{}, ey{}, ez{}, q{};
@@ -146,9 +149,13 @@ FP_CPU_CLONES void forward_chunk(const T* __restrict x, int64_t line0, int64_t l
     const V vref = fp_vsplat(mref);
     for (int64_t line = b0; line < b1; ++line) {
       const T* __restrict xl = x + line * w;
-      const T yy = static_cast<T>(line % h), zz = static_cast<T>(line / h);
+      const T yy = static_cast<T>(yi), zz = static_cast<T>(zi);
       T a = T(0);  // gy(y) gz(z): the target along this line is a * gx(x)
-      if constexpr (kMse) a = gy[line % h] * gz[line / h];
+      if constexpr (kMse) a = gy[yi] * gz[zi];
+      if (++yi == h) {
+        yi = 0;
+        ++zi;
+      }
       V el{};  // this line's lane sums of e
       int i = 0;
       for (; i + L <= wi; i += L) {
@@ -214,14 +221,20 @@ FP_CPU_CLONES void backward_chunk(const T* __restrict x, int64_t line0, int64_t 
   const int wi = static_cast<int>(w);
   const V iota = fp_viota<T>();
   const V vm = fp_vsplat(rg.m), vls = fp_vsplat(rg.log_s);
+  int64_t yi = line0 % h, zi = line0 / h;  // (y, z) of the line, stepped: no division per line
   for (int64_t line = line0; line < line1; ++line) {
     const T* __restrict xl = x + line * w;
     T* __restrict gl = grad + line * w;
-    const T yy = static_cast<T>(line % h), zz = static_cast<T>(line / h);
+    const int64_t yc = yi, zc = zi;
+    if (++yi == h) {
+      yi = 0;
+      ++zi;
+    }
+    const T yy = static_cast<T>(yc), zz = static_cast<T>(zc);
     T off = T(0), a = T(0);
     if constexpr (kSoftmax)
       off = soft_argmax::bracket_line_offset(yy, zz, rg.gx, rg.gy, rg.gz, rg.cx, rg.cy, rg.cz);
-    if constexpr (kMse) a = gy[line % h] * gz[line / h];
+    if constexpr (kMse) a = gy[yc] * gz[zc];
     int i = 0;
     for (; i + L <= wi; i += L) {
       const V v = fp_vload(xl + i);
@@ -255,16 +268,31 @@ inline Plan make_plan(int64_t rows, int64_t d, int64_t h, int64_t w) {
 
 inline int resolve_threads(int threads) { return threads > 0 ? threads : omp_get_max_threads(); }
 
+// exp(-(i - mu)^2 k) for i = 0..n-1 into out (n values), in L-lane vectors: the per-axis factors
+// of heatmap_mse::gauss_factor, every entry through the same vector code (the scalar libm-free
+// polynomial costs ~40 cycles an entry; 129 entries a row were a quarter of a 64x64 MSE pass).
+template <typename T>
+FP_CPU_CLONES void gauss_axis(T* __restrict out, int64_t n, T mu, T k) {
+  constexpr int L = fp_vec_lanes<T>();
+  using V = FpVec<T>;
+  const V iota = fp_viota<T>();
+  for (int64_t i0 = 0; i0 < n; i0 += L) {
+    const V d = (iota + static_cast<T>(i0)) - mu;
+    const V g = fp_vexp(-(d * d) * k);
+    const int64_t m = std::min<int64_t>(L, n - i0);
+    for (int64_t l = 0; l < m; ++l) out[i0 + l] = g[l];
+  }
+}
+
 // The separable Gaussian target of row r, tabulated per axis: tab = [gx (W) | gy (H) | gz (D)],
 // g_a(i) = exp(-(i - mu_a)^2 k); the target at (x, y, z) is gx[x] * (gy[y] * gz[z]). One exp per
-// table entry instead of two per line of W values (a quarter of the work at W = 32).
+// table entry instead of two per line of W values.
 template <typename T>
 inline void fill_tables(std::vector<T>& tab, const Volume<T>& vol, const Target<T>& tgt, int64_t r) {
   const int64_t n[3] = {vol.w, vol.h, vol.d};
   T* out = tab.data();
   for (int axis = 0; axis < 3; ++axis) {
-    const T mu = tgt.mu(r, axis);
-    for (int64_t i = 0; i < n[axis]; ++i) out[i] = heatmap_mse::gauss_factor(static_cast<T>(i), mu, tgt.k);
+    gauss_axis<T>(out, n[axis], tgt.mu(r, axis), tgt.k);
     out += n[axis];
   }
 }
