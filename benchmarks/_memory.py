@@ -3,13 +3,15 @@ move, and the machine's measured copy bandwidth (the roofline the report divides
 
 from __future__ import annotations
 
+import functools
 import statistics
 import time
 
 import torch
 
-from benchmarks._cases import IMAGE_OPS, MODES, VOLUMETRIC_OPS, Case
+from benchmarks._cases import MODES, Case, cases_for, make_inputs
 from benchmarks._timing import Step
+from fastpose.ops._spec import SPECS
 
 __all__ = ["bytes_moved", "copy_bandwidth", "peak_memory_bytes"]
 
@@ -52,55 +54,63 @@ def peak_memory_bytes(step: Step, device: torch.device) -> int:
 # ------------------------------------------------------------------------------------------------
 # Bytes that must move (the roofline)
 # ------------------------------------------------------------------------------------------------
-def bytes_moved(case: Case, mode: str) -> int:
-    """The bytes a perfect implementation must read and write for ``case`` in ``mode``.
+def _numel(shape: tuple, sizes: dict[str, tuple[int, ...]]) -> int:
+    """Elements of a declared shape (size symbols and ints, ``*L`` / ``*C`` leading dims)."""
+    n = 1
+    for sym in shape:
+        for v in (sizes[sym] if isinstance(sym, str) else (sym,)):
+            n *= v
+    return n
 
-    Volumes (N = B*J*D*H*W elements of size s): forward reads the volume once (N s);
-    backward reads it and writes the gradient (2 N s), the probability volume is never stored.
-    forward+backward: soft-argmax and the fused head 3 N s (the upstream gradient of the
-    coordinates is unknown in the forward pass, so the backward re-reads the logits); the heatmap
-    MSE 2 N s (a scalar loss: its gradient can be formed in the forward pass, the backward is then
-    a scale). Small terms (joints, weights, coordinates, statistics) are counted too.
-    Points (P = N*T*J points): project_to_2d forward reads 3P, writes 2P; backward reads the
-    upstream 2P and the points 3P and writes 3P. reprojection_loss forward reads points 3P and
-    keypoints 2P; backward reads them and writes 3P; forward+backward (a scalar loss, gradient
-    formed in the forward pass) reads 5P and writes 3P. Cameras (N, 9) are read each pass.
+
+@functools.cache
+def _passed(op: str, camera: str) -> tuple[str, ...]:
+    """Names of the tensor arguments the benchmark cases of ``op`` pass (an optional one may be
+    None there: the projection cases are unweighted), read from a tiny case's inputs."""
+    case = next(c for c in cases_for(op, "cpu", "tiny") if c.camera == camera or not c.camera)
+    _x, args = make_inputs(case, "cpu")
+    return tuple(a.name for a, v in zip(SPECS[op].args[1:], args, strict=True) if isinstance(v, torch.Tensor))
+
+
+def bytes_moved(case: Case, mode: str) -> int:
+    """The bytes a perfect implementation must read and write for ``case`` in ``mode``, from the
+    op's declaration (``fastpose/ops/_spec.py``: argument and output shapes, input family).
+
+    With M the main input's bytes (N elements of size s: the volume, image maps or points),
+    S the secondary tensors the case passes (joints, weights, camera, keypoints; float32, float64
+    for float64 inputs) and O the outputs (size s):
+
+    - forward reads the main input and S once and writes O: ``M + S + O``;
+    - backward reads the main input, S and the upstream gradients (O) and writes the main input's
+      gradient: ``2 M + S + O``, plus the saved softmax statistics of an op with coordinate outputs
+      (a volume / image op with a non-scalar output: (B, J, 5) in the accumulation dtype, the
+      saved state of docs/ops.md), the probability volume is never stored;
+    - forward+backward: forward + backward when an output is not a scalar (its upstream gradient
+      is unknown in the forward pass, so the backward re-reads the input: soft-argmax and the fused
+      heads 3 M, project_to_2d); only the backward's bytes for a scalar loss (heatmap MSE,
+      reprojection loss: the gradient can be formed in the forward pass, the backward is a scale).
     """
     if mode not in MODES:
         raise ValueError(f"bytes_moved: mode must be one of {MODES}, got {mode!r}")
+    spec = SPECS[case.op]
     s = case.torch_dtype.itemsize
     s2 = 8 if case.torch_dtype == torch.float64 else 4  # secondary tensors
     d = case.size
-    op = case.op
-    if op in VOLUMETRIC_OPS or op in IMAGE_OPS:
-        ndim = 3 if "D" in d else 2
-        bj = d["B"] * d["J"]
-        n = bj * d["H"] * d["W"] * (d["D"] if ndim == 3 else 1)
-        if op.startswith("soft_argmax_heatmap"):
-            small_f = bj * (ndim + 1) * s2 + bj * ndim * s + s  # joints+weights in, coords+mse out
-            small_b = bj * (ndim + 1) * s2 + 2 * bj * ndim * s2 + bj * s2  # + coords, grad, lse
-            per = {"forward": n * s + small_f, "backward": 2 * n * s + small_b,
-                   "forward+backward": 3 * n * s + small_f + small_b}
-        elif op.startswith("soft_argmax"):
-            small_f = bj * ndim * s
-            small_b = 2 * bj * ndim * s + bj * s2  # upstream grad + coords + lse
-            per = {"forward": n * s + small_f, "backward": 2 * n * s + small_b,
-                   "forward+backward": 3 * n * s + small_f + small_b}
-        else:  # heatmap_mse
-            small = bj * (ndim + 1) * s2 + s
-            per = {"forward": n * s + small, "backward": 2 * n * s + small,
-                   "forward+backward": 2 * n * s + small}
-        return int(per[mode])
-    p = d["N"] * d["T"] * d["J"]
-    cam = d["N"] * 9 * s2
-    if op == "project_to_2d":
-        fwd = 3 * p * s + 2 * p * s + cam
-        bwd = 2 * p * s + 3 * p * s + cam + 3 * p * s
-        per = {"forward": fwd, "backward": bwd, "forward+backward": fwd + bwd}
-    else:
-        fwd = 3 * p * s + 2 * p * s2 + cam + s
-        bwd = 3 * p * s + 2 * p * s2 + cam + 3 * p * s
-        per = {"forward": fwd, "backward": bwd, "forward+backward": bwd}
+    sizes: dict[str, tuple[int, ...]] = {k: (v,) for k, v in d.items()}
+    if spec.family == "points":  # points (N, T, J, 3); camera per window (N, 9) or per frame (N, T, 9)
+        sizes["*L"] = (d["N"], d["T"])
+        sizes["*C"] = (d["N"], d["T"]) if case.camera == "frame" else (d["N"],)
+    main = _numel(spec.main.shape, sizes) * s
+    passed = _passed(case.op, case.camera)
+    sec = sum(_numel(a.shape, sizes) * s2 for a in spec.args[1:] if a.name in passed)
+    outs = [_numel(shape, sizes) for _name, shape in spec.outputs]
+    out = sum(outs) * s
+    coords = spec.family in ("volume", "image") and any(shape != () for _name, shape in spec.outputs)
+    saved = d["B"] * d["J"] * 5 * s2 if coords else 0
+    forward = main + sec + out
+    backward = 2 * main + sec + out + saved
+    per = {"forward": forward, "backward": backward,
+           "forward+backward": forward + backward if any(shape != () for _n, shape in spec.outputs) else backward}
     return int(per[mode])
 
 

@@ -46,6 +46,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from fastpose.ops._spec import SPECS
+
 __all__ = [
     "PEER_PROVIDERS",
     "PeerRow",
@@ -57,8 +59,17 @@ __all__ = [
 
 PEER_PROVIDERS = ("peer", "peer-compiled", "peer+target", "peer+target-compiled", "peer-target")
 
-_TARGET_OPS = ("heatmap_mse_2d", "heatmap_mse_3d", "soft_argmax_heatmap_mse_3d", "soft_argmax_heatmap_mse_2d")
-_PEER_OPS = ("soft_argmax_2d", "soft_argmax_3d", "project_to_2d", "reprojection_loss", *_TARGET_OPS)
+
+
+def _is_target_op(op: str) -> bool:
+    """Whether ``op`` compares with a Gaussian target built from its joints (its declaration has a
+    ``sigma`` argument: the heatmap losses and the fused heads), i.e. has the ``peer+target`` rows."""
+    return any(a.kind == "sigma" for a in SPECS[op].args)
+
+
+def _takes_camera(op: str) -> bool:
+    """Whether ``op`` takes a camera argument (VideoPose3D's (rows, 9) layout is prepared for it)."""
+    return any(a.kind == "camera" for a in SPECS[op].args)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -229,6 +240,9 @@ _EAGER: dict[tuple[str, str], Callable] = {
     ("soft_argmax_heatmap_mse_2d", "peer+target"): _peer_head_2d_with_target,
 }
 
+# Declared ops with a peer pattern above (an op without one simply has no peer rows).
+_PEER_OPS = tuple(op for op in SPECS if (op, "peer") in _EAGER)
+
 
 def _prepare_target(x: torch.Tensor, args: tuple) -> tuple:
     """(joints, sigma, weights[, reduction]) -> (target, weights): the data pipeline's work."""
@@ -291,9 +305,9 @@ def peer_row(op: str, provider: str) -> PeerRow:
     base = provider.removesuffix("-compiled")
     fn = _compiled(op, base) if provider.endswith("-compiled") else _EAGER[(op, base)]
     modes = ("forward+backward",) if provider == "peer+target-compiled" else fb  # bounded compile time
-    if op in _TARGET_OPS and base == "peer":
+    if _is_target_op(op) and base == "peer":
         prepare = _prepare_target
-    elif op in ("project_to_2d", "reprojection_loss"):
+    elif _takes_camera(op):
         prepare = _prepare_camera
     else:
         prepare = _identity
@@ -301,14 +315,17 @@ def peer_row(op: str, provider: str) -> PeerRow:
 
 
 def peer_providers_for(op: str, *, timing: bool) -> list[str]:
-    """Peer providers of ``op``: ``peer``/``peer-compiled`` for every op; for the heatmap losses
-    also ``peer+target``/``peer+target-compiled``/``peer-target``. ``timing=False`` (the CI
-    correctness pass) leaves out ``peer+target-compiled`` (the compile is the expensive part and the
-    eager ``peer+target`` already checks the same math)."""
+    """Peer providers of ``op``: ``peer``/``peer-compiled`` for every op with a peer pattern (none
+    for a declared op without one); for the ops with a Gaussian target (a ``sigma`` argument) whose
+    peer pattern can generate it, also ``peer+target``/``peer+target-compiled``/``peer-target``.
+    ``timing=False`` (the CI correctness pass) leaves out ``peer+target-compiled`` (the compile is
+    the expensive part and the eager ``peer+target`` already checks the same math)."""
+    if op not in SPECS:
+        raise ValueError(f"peer_providers_for: unknown op {op!r}; expected one of {tuple(SPECS)}")
     if op not in _PEER_OPS:
-        raise ValueError(f"peer_providers_for: unknown op {op!r}; expected one of {_PEER_OPS}")
+        return []
     out = ["peer", "peer-compiled"]
-    if op in _TARGET_OPS:
+    if (op, "peer+target") in _EAGER:  # a peer pattern that generates the target
         out += ["peer+target"] + (["peer+target-compiled"] if timing else []) + ["peer-target"]
     return out
 

@@ -1,8 +1,10 @@
 """Parametrisation and machine record of the benchmark suites (``benchmarks/test_bench_<stem>.py``).
 
-Each suite declares ``OPS`` and one test taking the ``bench_item`` parameter; this file expands it
-into (case, mode, provider) items from :mod:`benchmarks._cases` / :mod:`benchmarks._providers` and the backend registry, so a
-backend that registers itself is benchmarked with no edit here.
+Each suite ``test_bench_<stem>.py`` has one test taking the ``bench_item`` parameter; its ops are
+the declared ops (``fastpose/ops/_spec.py``) of that ``stem``, in report order (a suite may still
+set ``OPS`` itself). This file expands them into (case, mode, provider) items from
+:mod:`benchmarks._cases` / :mod:`benchmarks._providers` and the backend registry, so an op declared
+with an existing stem, and a backend that registers itself, are benchmarked with no edit here.
 
 Two regimes:
 
@@ -32,10 +34,25 @@ from benchmarks._cases import CI_COMPILED, MODES, cases_for
 from benchmarks._machine import machine_record
 from benchmarks._providers import BACKENDS, PROVIDERS, provider_modes, providers_for
 from benchmarks._runner import BenchItem, bench_device, bench_selection
+from fastpose.ops._spec import SPECS
 
 # Providers of the sweeps besides fastpose's backends: the eager and compiled peer (the ratio the
 # report's sweep tables show), and the plain reference eager (a correctness anchor).
 SWEEP_PROVIDERS = ("peer", "peer-compiled", "reference")
+
+SUITE_PREFIX = "test_bench_"
+
+
+def suite_ops(stem: str) -> tuple[str, ...]:
+    """The declared ops of module ``stem`` (``SPECS[op].stem``), in the report's order."""
+    return tuple(sorted((op for op, s in SPECS.items() if s.stem == stem), key=lambda op: SPECS[op].report_rank))
+
+
+def _quick_memory(op: str) -> bool:
+    """Whether the quick pass measures ``op``'s peak memory: the ops with a Gaussian target (a
+    ``sigma`` argument: heatmap MSE and the fused heads), whose loss gradient is recomputed in the
+    backward instead of stored (issue 12's memory targets)."""
+    return any(a.kind == "sigma" for a in SPECS[op].args)
 
 
 def pytest_addoption(parser):
@@ -93,10 +110,10 @@ def _items(config, ops) -> list[BenchItem]:
                             continue
                     if case.kind.startswith("sweep") and provider not in SWEEP_PROVIDERS and provider not in BACKENDS:
                         continue  # sweeps: the peers and fastpose (bounded compile and run time)
-                    # Peak memory: every fixed-shape case of a timing run; in the quick pass only the
-                    # fused head's forward+backward (the profiler costs seconds to start).
+                    # Peak memory: every fixed-shape case of a timing run; in the quick pass the
+                    # forward+backward of the ops with a recomputed loss gradient (tiny shapes).
                     memory = (not quick and case.kind == "paper") or (
-                        quick and op == "soft_argmax_heatmap_mse_3d" and mode == "forward+backward"
+                        quick and _quick_memory(op) and mode == "forward+backward"
                         and provider in ("reference", "reference-compiled", "cpu", "cuda", "peer"))
                     items.append(BenchItem(case, mode, provider, device, measure_memory=memory,
                                            check=case.kind in ("tiny", "paper")))
@@ -106,9 +123,12 @@ def _items(config, ops) -> list[BenchItem]:
 def pytest_generate_tests(metafunc):
     if "bench_item" not in metafunc.fixturenames:
         return
-    ops = getattr(metafunc.module, "OPS", None)
+    name = metafunc.module.__name__.rpartition(".")[2]
+    ops = getattr(metafunc.module, "OPS", None) or suite_ops(name.removeprefix(SUITE_PREFIX))
     if not ops:
-        raise pytest.UsageError(f"{metafunc.module.__name__}: a benchmark suite must declare OPS")
+        stems = sorted({s.stem for s in SPECS.values()})
+        raise pytest.UsageError(f"{metafunc.module.__name__}: a benchmark suite is named {SUITE_PREFIX}<stem>.py "
+                                f"with stem one of {stems} (the ops' declared stems), or declares OPS")
     items = _items(metafunc.config, ops)
     metafunc.parametrize("bench_item", items, ids=[it.id for it in items])
 

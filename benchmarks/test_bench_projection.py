@@ -7,12 +7,11 @@ Peer-style providers (``benchmarks/_peers.py``): VideoPose3D ``common/camera.py:
 camera per sequence, points flattened to (N*T, J, 3) with cameras (N*T, 9) for one per frame.
 Issue-14 target measured here: reprojection_loss forward+backward, one camera per sequence,
 >= 8x the compiled peer on the CPU (2 threads). Providers, modes, shapes and figures:
-``benchmarks/_cases.py``, ``benchmarks/_providers.py``.
+``benchmarks/_cases.py``, ``benchmarks/_providers.py``; parametrised by ``benchmarks/conftest.py``
+from the ops declared with stem ``projection`` (``fastpose/ops/_spec.py``).
 """
 
 from benchmarks._runner import BenchItem, run_item
-
-OPS = ("project_to_2d", "reprojection_loss")
 
 
 def test_bench(benchmark, bench_item: BenchItem):

@@ -5,12 +5,11 @@ MMPose integral regression (flat softmax + linear expectation) for 2D, eager and
 loss on the coordinates is the same small op for every provider (its gradient is the step's
 coordinate cotangent). Issue-14 target measured here: soft_argmax_2d forward+backward >= 2x the
 compiled peer (CPU, 2 threads). Providers, modes, shapes and figures: see ``benchmarks/_cases.py``
-and ``benchmarks/_providers.py``; parametrised by ``benchmarks/conftest.py`` from ``OPS``.
+and ``benchmarks/_providers.py``; parametrised by ``benchmarks/conftest.py``
+from the ops declared with stem ``soft_argmax`` (``fastpose/ops/_spec.py``).
 """
 
 from benchmarks._runner import BenchItem, run_item
-
-OPS = ("soft_argmax_3d", "soft_argmax_2d")
 
 
 def test_bench(benchmark, bench_item: BenchItem):
