@@ -157,13 +157,14 @@ FP_CPU_CLONES void forward_chunk(const T* __restrict x, int64_t line0, int64_t l
         ++zi;
       }
       V el{};  // this line's lane sums of e
+      V xi = iota;  // the x index of each lane (exact integers in T)
       int i = 0;
-      for (; i + L <= wi; i += L) {
+      for (; i + L <= wi; i += L, xi += static_cast<T>(L)) {
         const V v = fp_vload(xl + i);
         if constexpr (kSoftmax) {
-          const V e = fp_vexp(v - vref);
+          const V e = fp_vexp<true>(v - vref);  // v <= the running max: argument <= 0
           el += e;
-          ex += e * (iota + static_cast<T>(i));
+          ex += e * xi;
         }
         if constexpr (kMse) {
           const V d = v - a * fp_vload(gx + i);
@@ -235,11 +236,13 @@ FP_CPU_CLONES void backward_chunk(const T* __restrict x, int64_t line0, int64_t 
     if constexpr (kSoftmax)
       off = soft_argmax::bracket_line_offset(yy, zz, rg.gx, rg.gy, rg.gz, rg.cx, rg.cy, rg.cz);
     if constexpr (kMse) a = gy[yc] * gz[zc];
+    V xi = iota;  // the x index of each lane (exact integers in T)
     int i = 0;
-    for (; i + L <= wi; i += L) {
+    for (; i + L <= wi; i += L, xi += static_cast<T>(L)) {
       const V v = fp_vload(xl + i);
       V g{};
-      if constexpr (kSoftmax) g = fp_vexp((v - vm) - vls) * (rg.gx * (iota + static_cast<T>(i)) + off);
+      // (v - m) - log s <= 0: m is the row's max and s >= 1
+      if constexpr (kSoftmax) g = fp_vexp<true>((v - vm) - vls) * (rg.gx * xi + off);
       if constexpr (kMse) g += rg.k_mse * (v - a * fp_vload(gx + i));
       fp_vstore(gl + i, g);
     }
