@@ -17,6 +17,7 @@ import onnx  # noqa: E402
 from fastpose import ops  # noqa: E402
 from fastpose.engine import op_deployable  # noqa: E402
 from fastpose.engine.onnx import PARITY_TOLERANCES, OnnxRunner, check_onnx, export_onnx  # noqa: E402
+from fastpose.ops import _spec  # noqa: E402
 
 B, J = 3, 5
 
@@ -154,3 +155,33 @@ def test_public_exporter_path_gives_the_same_model(tmp_path, monkeypatch, cases)
     x = dep.example_inputs(4)
     for o1, o2 in zip(OnnxRunner(tmp_path / "cached.onnx")(*x), OnnxRunner(tmp_path / "public.onnx")(*x), strict=True):
         assert torch.equal(o1, o2)
+
+
+@pytest.mark.parametrize("op", sorted(_spec.SPECS))
+def test_every_declared_op_runs_as_a_deployable(op):
+    """op_deployable builds any declared op's module from its declaration (tensor inputs in call
+    order, sigma / reduction fixed); eager, weighted and unweighted, against the public op called
+    with its positional arguments directly."""
+    spec = _spec.SPECS[op]
+    dims = {"volume": (3, 4, 5), "image": (4, 5), "points": (3,)}[spec.family]
+    x, rest = _spec.make_case(op, torch.Generator().manual_seed(3), batch=2, j=3, dims=dims,
+                              sec_dtype=torch.float32)
+    tensors = (x, *(v for v in rest if isinstance(v, torch.Tensor)))
+    expected = getattr(ops, op)(x, *rest)
+    expected = tuple(expected) if isinstance(expected, tuple) else (expected,)
+    dep = op_deployable(op, tensors, sigma=1.7)
+    assert dep.output_names == [name for name, _ in spec.outputs]
+    got = dep(*tensors)
+    assert len(got) == len(expected) == len(spec.outputs)
+    for e, a in zip(expected, got, strict=True):
+        torch.testing.assert_close(a, e, rtol=0, atol=0)
+    optional = [a.name for a in spec.args if a.optional]
+    if optional:  # the trailing weights left out: the op runs unweighted
+        unweighted = getattr(ops, op)(x, *(None if a.optional else v for a, v in zip(spec.args[1:], rest, strict=True)))
+        unweighted = tuple(unweighted) if isinstance(unweighted, tuple) else (unweighted,)
+        dep = op_deployable(op, tensors[: len(tensors) - len(optional)], sigma=1.7)
+        assert not dep.config["weighted"]
+        for e, a in zip(unweighted, dep(*tensors[: len(tensors) - len(optional)]), strict=True):
+            torch.testing.assert_close(a, e, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="argument 'example'"):
+        op_deployable(op, tensors + tensors)
