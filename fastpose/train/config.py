@@ -93,9 +93,18 @@ class SPGNetTrainConfig:
     # additions (keep positional construction of the fields above working)
     data_config: dict[str, Any] = field(default_factory=dict)
     override: tuple[str, ...] = ()
+    # Exponential moving average of the weights (Polyak averaging), 0 = off: after every optimizer
+    # step avg <- d * avg + (1 - d) * weights with d = min(ema_decay, (1 + n) / (10 + n)) after n
+    # updates (the warm-up keeps the random initial weights from dominating early); the averaged
+    # model is the run's result (returned, evaluated, stored as ``ema_model`` in the checkpoint).
+    # It smooths the noise of the last steps of a short run at the cost of one copy of the weights.
+    ema_decay: float = 0.0
 
     def __post_init__(self) -> None:
         _check_positive(self, "SPGNetTrainConfig", ("channels", "epochs", "batch_size", "frame_stride"))
+        if not 0 <= self.ema_decay < 1:
+            raise ValueError(f"SPGNetTrainConfig: ema_decay must be in [0, 1) (0: no weight averaging), "
+                             f"got {self.ema_decay}")
         if not self.filter_widths or any(int(w) < 1 for w in self.filter_widths):
             raise ValueError(f"SPGNetTrainConfig: filter_widths must be positive integers, got {self.filter_widths}")
         if not 0 <= self.dropout < 1:

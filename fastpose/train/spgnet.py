@@ -22,6 +22,7 @@ subjects and the real held-out CMU motion separately (``evaluation.json``,
 from __future__ import annotations
 
 import argparse
+import copy
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -114,6 +115,9 @@ def train_spgnet(
                                        log=log)
 
     net = common.wrap_model(model, rt, compile=cfg.compile)
+    ema = _WeightAverage(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
+    if ema is not None:  # after every optimizer step (the loop calls optimizer.step through the grad scaler)
+        optimizer.register_step_post_hook(lambda *_: ema.update(model))
     pad = mcfg.receptive_field // 2
     if rt.is_main:
         n_par = sum(p.numel() for p in model.parameters())
@@ -155,12 +159,54 @@ def train_spgnet(
         progress=cfg.progress, resume_command="fastpose train spgnet <same flags> --resume", log=log,
     )
     model.eval()
+    if ema is not None:
+        model = ema.model
+        if res.checkpoint is not None and rt.is_main:
+            _store_average(res.checkpoint, ema)
     return TrainResult(
         model=model, history=res.history, step_losses=res.step_losses, checkpoint=res.checkpoint,
         finished=res.finished, seconds=res.seconds,
         frames_per_second=res.count * rt.world_size / max(res.seconds, 1e-9), stop_reason=res.stop_reason,
         global_step=res.state.global_step, steps_total=cfg.epochs * steps_per_epoch,
     )
+
+
+class _WeightAverage:
+    """Exponential moving average of a model's parameters (``SPGNetTrainConfig.ema_decay``).
+
+    After the n-th update: ``avg = d * avg + (1 - d) * w`` with ``d = min(decay, (1 + n) / (10 + n))``
+    (the usual warm-up: the first updates follow the weights closely). Buffers (BatchNorm running
+    statistics, already running averages) are copied from the model. A resumed run restarts the
+    average from the checkpoint's weights.
+    """
+
+    def __init__(self, model: SPGNet, decay: float) -> None:
+        self.decay = float(decay)
+        self.updates = 0
+        self.model = copy.deepcopy(model).eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: SPGNet) -> None:
+        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        self.updates += 1
+        for avg, w in zip(self.model.parameters(), model.parameters(), strict=True):
+            avg.lerp_(w.detach(), 1.0 - d)
+        for avg, b in zip(self.model.buffers(), model.buffers(), strict=True):
+            avg.copy_(b)
+
+
+def _store_average(path: Path, ema: _WeightAverage) -> None:
+    """Add the averaged weights to the run's last checkpoint as ``ema_model`` (the raw weights stay
+    in ``model`` so that a resume continues the optimisation exactly); :func:`load_spgnet` prefers
+    them. Written to a temporary file and renamed, like every checkpoint."""
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    ckpt["ema_model"] = {k: v.detach().cpu() for k, v in ema.model.state_dict().items()}
+    ckpt["ema_updates"] = ema.updates
+    tmp = path.with_name(f".{path.name}.ema.tmp")
+    torch.save(ckpt, tmp)
+    tmp.replace(path)
 
 
 def evaluate_spgnet(
@@ -193,7 +239,8 @@ def load_spgnet(path: str | Path, device: str | torch.device = "cpu") -> tuple[S
     """Build SPGNet from a checkpoint's architecture record and load its weights (eval mode)."""
     ckpt = common.load_checkpoint(path, expected_model="spgnet", map_location=device)
     model = SPGNet(SPGNetConfig.from_dict(ckpt["arch"])).to(device)
-    model.load_state_dict(ckpt["model"])
+    # a run with weight averaging (ema_decay > 0) is evaluated with its averaged weights
+    model.load_state_dict(ckpt.get("ema_model") or ckpt["model"])
     return model.eval(), ckpt
 
 

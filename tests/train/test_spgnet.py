@@ -153,3 +153,55 @@ def test_demo_quick(tmp_path, capsys):
     for name in ("checkpoint.pt", "evaluation.json", "evaluation.md", "data/data_3d_h36m.npz",
                  "data/data_2d_h36m_gt.npz", "figures/S9_Walking_cam0.png", "figures/S9_Walking_cam0.gif"):
         assert (tmp_path / name).exists(), name
+
+
+def test_weight_average_formula_and_warm_up():
+    """avg <- d * avg + (1 - d) * w with d = min(decay, (1 + n) / (10 + n)) after n updates; the
+    expected values are worked out by hand; buffers are copied, not averaged."""
+    from fastpose.train.spgnet import _WeightAverage
+
+    model = torch.nn.BatchNorm1d(1)  # one weight, one bias, running statistics as buffers
+    with torch.no_grad():
+        model.weight.fill_(0.0)
+        model.bias.fill_(0.0)
+    avg = _WeightAverage(model, decay=0.5)
+    with torch.no_grad():
+        model.weight.fill_(10.0)
+        model.running_mean.fill_(3.0)
+    avg.update(model)  # n = 0: d = min(0.5, 1/10) = 0.1 -> 0.1 * 0 + 0.9 * 10 = 9
+    assert avg.model.weight.item() == pytest.approx(9.0) and avg.model.bias.item() == 0.0
+    assert avg.model.running_mean.item() == 3.0
+    with torch.no_grad():
+        model.weight.fill_(20.0)
+    avg.update(model)  # n = 1: d = min(0.5, 2/11) -> 2/11 * 9 + 9/11 * 20 = 18
+    assert avg.model.weight.item() == pytest.approx(18.0)
+    for _ in range(8):  # n = 2..9: d = 3/12 ... 10/19, the last capped at 0.5
+        avg.update(model)
+    with torch.no_grad():
+        model.weight.fill_(0.0)
+    before = avg.model.weight.item()
+    avg.update(model)  # n = 10: d = min(0.5, 11/20) = 0.5
+    assert avg.model.weight.item() == pytest.approx(0.5 * before)
+    assert not any(p.requires_grad for p in avg.model.parameters())
+
+
+def test_weight_averaging_leaves_training_alone_and_is_the_result(tmp_path):
+    """ema_decay > 0: the same optimisation (step losses), the averaged model is returned, stored as
+    the checkpoint's ``ema_model`` next to the raw weights, and loaded by load_spgnet."""
+    data = _tiny_data()
+    plain = train_spgnet(_tiny_cfg(tmp_path / "plain"), data, log=lambda s: None)
+    avg = train_spgnet(_tiny_cfg(tmp_path / "avg", ema_decay=0.9), data, log=lambda s: None)
+    np.testing.assert_array_equal(plain.step_losses, avg.step_losses)
+    ckpt = torch.load(avg.checkpoint, map_location="cpu", weights_only=False)
+    assert ckpt["ema_updates"] == len(avg.step_losses)
+    raw, ema = ckpt["model"], ckpt["ema_model"]
+    for k, v in plain.model.state_dict().items():  # the raw weights are the plain run's
+        torch.testing.assert_close(raw[k], v, rtol=0, atol=0)
+    for k, v in avg.model.state_dict().items():  # the result is the average
+        torch.testing.assert_close(ema[k], v, rtol=0, atol=0)
+    assert not torch.equal(raw["shrink.weight"], ema["shrink.weight"])
+    loaded, _ = load_spgnet(avg.checkpoint)
+    for k, v in loaded.state_dict().items():
+        torch.testing.assert_close(v, ema[k], rtol=0, atol=0)
+    with pytest.raises(ValueError, match="ema_decay must be in"):
+        _tiny_cfg(tmp_path, ema_decay=1.0)
