@@ -65,11 +65,6 @@ struct RowGrad {
 
 namespace detail {
 
-template <typename T>
-constexpr int lanes() {
-  return static_cast<int>(64 / sizeof(T));
-}
-
 // Fixed-order pairwise reduction of the lane accumulators.
 template <typename T, int L>
 inline T tree_sum(T* a) {
