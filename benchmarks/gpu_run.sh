@@ -132,8 +132,10 @@ if [ -z "${SKIP_BENCH:-}" ]; then
   mkdir -p "$OUT/$MACHINE"
   ARGS=(-q -p no:cacheprovider --benchmark-only --bench-device cuda --bench-cases "$BENCH_CASES"
         --bench-modes "$BENCH_MODES" --bench-providers "$BENCH_PROVIDERS" --benchmark-columns median,iqr,rounds)
-  # Op suites in the order of the issues' targets, then the end-to-end training step.
-  SUITES=(soft_argmax_heatmap_mse projection heatmap_mse soft_argmax train_e2e_spgnet)
+  # Op suites (one per stem, derived from the op specs, in report order), then the end-to-end
+  # training step.
+  read -r -a SUITES <<< "$("$PY" -c "from fastpose.ops._spec import SPECS; print(' '.join(dict.fromkeys(s.stem for s in sorted(SPECS.values(), key=lambda s: s.report_rank))))")"
+  SUITES+=(train_e2e_spgnet)
   if [ -n "${FULL:-}" ]; then
     SUITES+=(train_spgnet train_volumetric engines)
   fi
