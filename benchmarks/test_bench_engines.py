@@ -16,7 +16,7 @@ Batches 1 and 32; fp32 on the CPU, fp32 and fp16 on a GPU. Each engine is built 
 batch) and serves both batches; its build time is recorded (``build_s``). Every case first checks
 the engine against PyTorch eager on the same input (``max_abs_diff``, within the fp32 / fp16
 tolerances of fastpose.engine.onnx.PARITY_TOLERANCES). CPU rounds are timed with the host clock
-(the engines return when done); GPU rounds with CUDA events (``_CudaEventTarget``). Every engine
+(the engines return when done); GPU rounds with CUDA events (``CudaEventTarget``). Every engine
 uses torch's CPU thread count (``FASTPOSE_BENCH_THREADS=n`` sets it; ONNX Runtime gets the same).
 On a CPU shared with other work, run with ``FASTPOSE_BENCH_THREADS=1``: OpenMP with more threads
 than free cores measures the contention (SPGNet-243 eager, batch 1, on the 2 shared cores of the
@@ -43,8 +43,9 @@ import time
 import pytest
 import torch
 
-from benchmarks._common import _CudaEventTarget, bench_selection
-from benchmarks._common import bench_device as _device
+from benchmarks._runner import bench_device as _device
+from benchmarks._runner import bench_selection
+from benchmarks._timing import CudaEventTarget
 
 ENGINES_CPU = ("eager", "compile", "onnx", "aoti")
 ENGINES_GPU = ("eager", "compile", "aoti", "tensorrt")
@@ -60,7 +61,7 @@ TINY = {"spgnet": {"filter_widths": (3, 3), "channels": 32},
 
 
 def _quick(config) -> bool:
-    """The tiny/smoke pass unless real benchmarks were asked for (benchmarks._common.bench_selection)."""
+    """The tiny/smoke pass unless real benchmarks were asked for (benchmarks._runner.bench_selection)."""
     return bench_selection(config) == "tiny"
 
 
@@ -152,7 +153,7 @@ def test_bench_engine(benchmark, engine_case, engine_cache, request):
         once = time.perf_counter() - t0
         timer = None
         if device == "cuda":
-            timer = _CudaEventTarget(call, torch.device(device))
+            timer = CudaEventTarget(call, torch.device(device))
             rounds = int(min(200, max(10, 2.0 / max(once, 1e-6))))
             benchmark.pedantic(timer, rounds=rounds, iterations=1)
             times_s = [t / 1e3 for t in timer.times_ms]
