@@ -14,6 +14,7 @@ import torch
 import fastpose.reference as R
 from fastpose import ops
 from fastpose.camera import h36m_cameras
+from fastpose.ops._spec import SPECS
 from tests.native._util import require_ext
 
 pytestmark = pytest.mark.usefixtures("_ext_loaded")
@@ -57,7 +58,8 @@ def _volume_case(op: str, seed: int, shape=(2, 3, 24, 40, 41), dtype=torch.float
     mu = torch.rand(b, j, n, generator=g, dtype=torch.float64) * extent
     w = torch.rand(b, j, generator=g, dtype=torch.float64) + 0.5
     if op.startswith("soft_argmax_heatmap"):
-        return x, lambda be: (lambda t: ops.soft_argmax_heatmap_mse_3d(t, mu, 1.5, w, backend=be))
+        fn = getattr(ops, op)
+        return x, lambda be: (lambda t: fn(t, mu, 1.5, w, backend=be))
     if op.startswith("heatmap_mse"):
         fn = getattr(ops, op)
         return 0.3 * x + 0.2, lambda be: (lambda t: fn(t, mu, 1.5, w, "none", backend=be))
@@ -78,7 +80,7 @@ def _points_case(seed: int, n=3, t=50, j=17, dtype=torch.float32):
     return pts.to(dtype), cams, kp, w
 
 
-_VOLUME_OPS = ["soft_argmax_2d", "soft_argmax_3d", "heatmap_mse_2d", "heatmap_mse_3d", "soft_argmax_heatmap_mse_3d"]
+_VOLUME_OPS = [op for op, spec in SPECS.items() if spec.family != "points"]  # every volume/image op
 
 
 # ---- determinism ------------------------------------------------------------------------------
@@ -88,7 +90,7 @@ _VOLUME_OPS = ["soft_argmax_2d", "soft_argmax_3d", "heatmap_mse_2d", "heatmap_ms
 def test_bitwise_identical_across_runs_and_thread_counts(op, threads):
     if op in _VOLUME_OPS:
         # 2 chunks per row, and enough values in total for the kernels to use both threads
-        shape = (2, 3, 30, 40, 41) if op.endswith("3d") else (2, 3, 1100, 41)
+        shape = (2, 3, 30, 40, 41) if SPECS[op].ndim == 3 else (2, 3, 1100, 41)
         x, make = _volume_case(op, 11, shape)
         fn = make("cpu")
     else:
