@@ -164,6 +164,9 @@ def _run(args: argparse.Namespace) -> int:
     print(f"{steps} steps, {result.frames_per_second:.0f} frames/s, {timings['training']:.0f} s "
           f"({'schedule finished' if result.finished else 'stopped by the time limit'}); "
           f"checkpoint: {result.checkpoint}")
+    if cfg.ema_decay > 0:
+        print(f"evaluated with the exponential moving average of the weights (decay {cfg.ema_decay:g}; "
+              "stored as ema_model in the checkpoint)")
 
     _section("4/5  evaluation (flip test-time augmentation): synthetic held-out subjects S9/S11 and "
              "real held-out motion, ground-truth 2D and noisy 2D")

@@ -27,16 +27,18 @@ def _demo_args(argv=()):
 def test_demo_preset_is_the_make_demo_recipe():
     """One recipe: ``fastpose demo`` trains with exactly DEMO_PRESET + DEMO_DATA, and ``fastpose
     train spgnet --preset demo`` fills its flags from the same preset. The recipe itself is pinned
-    here (27 frames, 256 channels, batch 256, Adam 4e-3 x0.7 per epoch, no dropout, 8 epochs over
-    every 14th window of synthetic (600-frame sequences) + CMU motion, trajectory 0.05, no
-    re-projection term) so that a change to it is a deliberate one."""
+    here (27 frames, 256 channels, batch 256, Adam 4e-3 x0.8 per epoch, no dropout, 8 epochs over
+    every 7th window of synthetic (600-frame sequences) + CMU motion, trajectory 0.05, no
+    re-projection or bone term, weight averaging 0.998) so that a change to it is a deliberate one."""
     from fastpose.commands import demo
 
     args = _demo_args(["--out", "somewhere"])
     cfg = demo.demo_train_config(args)
     assert cfg.filter_widths == (3, 3, 3) and cfg.model_config.receptive_field == 27
-    assert (cfg.channels, cfg.batch_size, cfg.lr, cfg.lr_decay, cfg.dropout, cfg.frame_stride, cfg.epochs,
-            cfg.loss_trajectory, cfg.loss_reprojection) == (256, 256, 4e-3, 0.7, 0.0, 14, 8, 0.05, 0.0)
+    assert (cfg.channels, cfg.batch_size, cfg.lr, cfg.lr_decay, cfg.dropout, cfg.frame_stride, cfg.epochs) == (
+        256, 256, 4e-3, 0.8, 0.0, 7, 8)
+    assert (cfg.loss_pose, cfg.loss_trajectory, cfg.loss_reprojection, cfg.loss_bone, cfg.ema_decay) == (
+        1.0, 0.05, 0.0, 0.0, 0.998)
     assert (cfg.data_config["data"], cfg.data_config["synthetic_frames"]) == ("synthetic+cmu", 600)
     # every preset value reaches the demo's config, and nothing else sets the recipe
     for name, value in config.DEMO_PRESET.items():
