@@ -136,7 +136,7 @@ class SPGNetTrainConfig:
 #: 27-frame model with 256 channels, batch 256, Adam 4e-3 decaying x0.8 per epoch (applied smoothly
 #: per step; x0.17 at the end), no dropout (the model underfits this much data in a few minutes),
 #: 8 epochs over every 7th window of synthetic + the CMU training motion (:data:`DEMO_DATA`: about
-#: 151k windows -> 590 steps of 256 per epoch, 4,720 steps, about 3.5 minutes on 2 idle CPU cores).
+#: 151k windows -> 590 steps of 256 per epoch, 4,720 steps; 114 s on 2 CPU cores, ``fastpose demo`` 148 s).
 #: Loss: pose + 0.05 x trajectory; no re-projection term and no bone term (both share the trunk with
 #: the pose; the bone term compares two output frames, which doubles the cost of a step: without it
 #: the same time box holds twice the steps). Evaluated with the moving average of the weights
@@ -146,7 +146,8 @@ class SPGNetTrainConfig:
 #: 2D, synthetic held-out S9/S11 | real held-out CMU motion, mm): the earlier recipe (stride 14, decay
 #: 0.7, bone 0.1, no averaging, 2,376 steps) 45.7 | 59.5; + averaging 45.0 | 58.3; stride 7, 4 epochs,
 #: decay 0.64, averaging: 43.6 | 58.1, the same without the bone term 44.3 | 57.7 at 2.1x the steps/s;
-#: 6 epochs (3,540 steps, decay 0.74) 42.1 | 55.4.
+#: 6 epochs (3,540 steps, decay 0.74) 42.1 | 55.4; this recipe (8 epochs, 4,720 steps) 42.4 | 54.4,
+#: training seed 1: 41.6 | 53.5; ``fastpose demo``: 41.4 | 54.1 (with 5 px 2D noise 48.6 | 59.7).
 DEMO_PRESET: dict[str, Any] = {
     "filter_widths": (3, 3, 3), "channels": 256, "dropout": 0.0, "epochs": 8, "batch_size": 256,
     "lr": 4e-3, "lr_decay": 0.8, "frame_stride": 7, "loss_trajectory": 0.05, "loss_reprojection": 0.0,
