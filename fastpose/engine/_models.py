@@ -264,7 +264,7 @@ def _load_checkpoint(name: str, path: str | Path) -> tuple[dict, dict]:
 
     ckpt = load_checkpoint(path, expected_model=name, map_location="cpu")
     arch = {k: v for k, v in ckpt["arch"].items() if k != "model"}
-    return arch, ckpt["model"]
+    return arch, ckpt.get("ema_model") or ckpt["model"]  # the averaged weights when the run kept them
 
 
 def build_model(name: str, checkpoint: str | Path | None = None, config: Mapping | None = None) -> nn.Module:

@@ -99,7 +99,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> nn.
     kind = arch.get("model") if isinstance(arch, dict) else None
     if kind not in MODEL_KINDS:
         raise ValueError(f"load_checkpoint: {p} holds a model of unknown kind {kind!r}; known: {sorted(MODEL_KINDS)}")
-    state = ckpt.get("model")
+    state = ckpt.get("ema_model") or ckpt.get("model")  # the averaged weights when the run kept them
     if not isinstance(state, dict):
         raise ValueError(f"load_checkpoint: {p} has no model weights (its 'model' entry is {type(state).__name__})")
     try:

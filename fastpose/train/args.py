@@ -16,6 +16,7 @@ from typing import Any
 
 from .config import (
     ABLATION_NAMES,
+    DEMO_DATA,
     SPGNET_PRESETS,
     TEST_SUBJECTS,
     TRAIN_SUBJECTS,
@@ -197,8 +198,9 @@ def add_data_arguments(parser: argparse.ArgumentParser, *, default_data: str | N
                    help="comma-separated action groups, e.g. Walking,Eating (Human3.6M names) or Walk,Run (motion "
                         "categories)" + (" (default: as the checkpoint was trained, on its own data; else all)"
                                          if from_checkpoint else " (default: all)"))
-    g.add_argument("--synthetic-frames", type=positive_int, default=None if from_checkpoint else 300,
-                   help="mean frames per synthetic sequence" + ck)
+    g.add_argument("--synthetic-frames", type=positive_int, default=None,
+                   help="mean frames per synthetic sequence" + (ck or f" (default: 300; --preset demo: "
+                                                                  f"{DEMO_DATA['synthetic_frames']})"))
     g.add_argument("--synthetic-seed", type=int, default=None if from_checkpoint else 0,
                    help="seed of the synthetic motion generator" + ck)
     g.add_argument("--noise-px", "--synthetic-noise", dest="noise_px", type=_non_negative_float,
@@ -276,8 +278,14 @@ def add_spgnet_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--frame-stride", type=positive_int, default=None,
                    help=pre("train on every N-th frame", "frame_stride"))
     g.add_argument("--no-flip", action="store_true", help="no horizontal flip augmentation")
-    g.add_argument("--loss-weights", default=(1.0, 0.1, 0.1, 0.1), type=_loss_weights,
-                   help="pose,trajectory,reprojection,bone weights of the loss terms (default: 1,0.1,0.1,0.1)")
+    g.add_argument("--loss-weights", default=None, type=_loss_weights,
+                   help="pose,trajectory,reprojection,bone weights of the loss terms (default: "
+                        f"{','.join(f'{w:g}' for w in _preset_loss_weights('paper'))}; --preset demo: "
+                        f"{','.join(f'{w:g}' for w in _preset_loss_weights('demo'))})")
+    g.add_argument("--ema-decay", type=_fraction, default=None,
+                   help=pre("evaluate and return an exponential moving average of the weights with this decay "
+                            "(0: off; the checkpoint keeps the raw weights too, so resuming stays exact)",
+                            "ema_decay"))
     add_run_arguments(g, d)
     g = add_run_group(parser, d)
     g.add_argument("--no-flip-test", action="store_true", help="no test-time flip augmentation")
@@ -371,12 +379,22 @@ def _preset_values(args: argparse.Namespace, presets: dict[str, dict[str, Any]],
     return out
 
 
+def _preset_loss_weights(preset: str) -> tuple[float, float, float, float]:
+    """(pose, trajectory, reprojection, bone) of a preset, the config's defaults where it is silent."""
+    values = SPGNET_PRESETS.get(preset, {})
+    return tuple(float(values.get(k, getattr(SPGNetTrainConfig, k)))
+                 for k in ("loss_pose", "loss_trajectory", "loss_reprojection", "loss_bone"))
+
+
 def data_config_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """The JSON-friendly record of the lifting data flags (stored in checkpoints as ``data_config``)."""
+    frames = args.synthetic_frames
+    if frames is None:  # the preset's synthetic sequence length (the demo trains on longer ones)
+        frames = DEMO_DATA["synthetic_frames"] if getattr(args, "preset", None) == "demo" else 300
     return {
         "data": str(args.data), "keypoints": args.keypoints,
         "actions": list(args.actions) if args.actions else None,
-        "synthetic_frames": args.synthetic_frames, "synthetic_seed": args.synthetic_seed,
+        "synthetic_frames": frames, "synthetic_seed": args.synthetic_seed,
         "noise_px": args.noise_px, "synthetic_drop": args.synthetic_drop,
         "train_subjects": list(getattr(args, "train_subjects", TRAIN_SUBJECTS)),
         "test_subjects": list(getattr(args, "test_subjects", TEST_SUBJECTS)),
@@ -387,8 +405,9 @@ def spgnet_config(args: argparse.Namespace) -> SPGNetTrainConfig:
     """The :class:`SPGNetTrainConfig` of parsed ``fastpose train spgnet`` flags."""
     values = _preset_values(args, SPGNET_PRESETS, {
         "filter_widths": "arch", "channels": "channels", "dropout": "dropout", "epochs": "epochs",
-        "batch_size": "batch_size", "lr": "lr", "lr_decay": "lr_decay", "frame_stride": "frame_stride"})
-    lw = args.loss_weights
+        "batch_size": "batch_size", "lr": "lr", "lr_decay": "lr_decay", "frame_stride": "frame_stride",
+        "ema_decay": "ema_decay"})
+    lw = args.loss_weights or _preset_loss_weights(getattr(args, "preset", None) or "paper")
     return SPGNetTrainConfig(
         **values, trajectory=not args.no_trajectory, flip=not args.no_flip, loss_pose=lw[0],
         loss_trajectory=lw[1], loss_reprojection=lw[2], loss_bone=lw[3], seed=args.seed, amp=args.amp,

@@ -51,9 +51,19 @@ def test_demo_preset_is_the_make_demo_recipe():
     assert (small.channels, small.epochs, small.frame_stride, small.batch_size) == (64, 2, 3, 256)
     # the train command's preset: the same model and schedule values
     train = _spgnet(["--preset", "demo"])
-    mapped = ("filter_widths", "channels", "dropout", "epochs", "batch_size", "lr", "lr_decay", "frame_stride")
+    mapped = ("filter_widths", "channels", "dropout", "epochs", "batch_size", "lr", "lr_decay", "frame_stride",
+              "loss_pose", "loss_trajectory", "loss_reprojection", "loss_bone", "ema_decay")
     assert {k: getattr(train, k) for k in mapped} == {k: getattr(cfg, k) for k in mapped}
-    assert train.data_config["data"] == "synthetic+cmu"
+    for name, value in config.DEMO_DATA.items():
+        assert train.data_config[name] == value, name
+    # without the preset: the paper's loss weights, no averaging, 300-frame synthetic sequences
+    plain = _spgnet([])
+    assert (plain.loss_trajectory, plain.loss_bone, plain.ema_decay, plain.data_config["synthetic_frames"]) == (
+        0.1, 0.1, 0.0, 300)
+    explicit = _spgnet(["--preset", "demo", "--loss-weights", "1,0.2,0.3,0.4", "--ema-decay", "0",
+                        "--synthetic-frames", "120"])
+    assert (explicit.loss_trajectory, explicit.loss_reprojection, explicit.loss_bone, explicit.ema_decay,
+            explicit.data_config["synthetic_frames"]) == (0.2, 0.3, 0.4, 0.0, 120)
 
 
 def test_explicit_flags_override_the_preset_and_paper_is_the_default():

@@ -113,3 +113,19 @@ def test_foreign_unknown_and_mismatched_checkpoints(tmp_path):
     with pytest.raises(ValueError) as e:
         load_checkpoint(wrong)
     assert "do not fit the stored 'spgnet' architecture" in _one_line(e, wrong) and "(32, 34, 3)" in str(e.value)
+
+
+def test_averaged_weights_are_preferred_when_the_run_kept_them(tmp_path):
+    """A run with weight averaging (ema_decay > 0) stores the averaged weights as ``ema_model`` beside
+    the raw ``model`` (kept for exact resuming); the public loader gives the averaged model."""
+    path = tmp_path / "checkpoint.pt"
+    trained = _spgnet_checkpoint(path)
+    ckpt = torch.load(path, weights_only=False)  # our own test file (it holds numpy RNG state)
+    averaged = {k: (v * 0.5 if v.is_floating_point() else v) for k, v in ckpt["model"].items()}
+    ckpt["ema_model"] = averaged
+    torch.save(ckpt, path)
+    model = load_checkpoint(path)
+    for k, v in averaged.items():
+        torch.testing.assert_close(model.state_dict()[k], v, rtol=0, atol=0)
+    weight = next(k for k, v in averaged.items() if v.is_floating_point() and v.abs().sum() > 0)
+    assert not torch.equal(model.state_dict()[weight], trained.state_dict()[weight])
