@@ -108,11 +108,12 @@ def _run(args: argparse.Namespace) -> int:
         motion_to_sequences,
         write_synthetic,
     )
+    from fastpose.train.common import threads_for_load
     from fastpose.train.spgnet import evaluate_spgnet, train_spgnet
 
     from .visualize import render
 
-    threads = args.threads or _threads_for_load(torch.get_num_threads())
+    threads = args.threads or threads_for_load(torch.get_num_threads())
     torch.set_num_threads(threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -221,22 +222,6 @@ def _run(args: argparse.Namespace) -> int:
     print("\nThe real motion is from the CMU Graphics Lab Motion Capture Database. The data used in this project "
           "was obtained from mocap.cs.cmu.edu. The database was created with funding from NSF EIA-0196217.")
     return 0
-
-
-def _threads_for_load(default: int) -> int:
-    """One thread on a busy machine, else torch's default.
-
-    When the load average reaches the number of cores, OpenMP threads wait for each other at
-    every small kernel (we measured a 10x slower training step with 2 threads than with 1 on
-    a 2-core machine running other jobs).
-    """
-    import os
-
-    try:
-        busy = os.getloadavg()[0] >= (os.cpu_count() or 1)
-    except OSError:  # not available on this platform
-        busy = False
-    return 1 if busy else default
 
 
 def _section(title: str) -> None:
