@@ -1,8 +1,10 @@
 """Build ``fastpose/data/cmu_motion.npz`` (the built-in real motion) from ``cmu_h36m17.npz``.
 
-Run once by the maintainers, from the repository root, where the source file is available::
+Run once by the maintainers, from the repository root, with the converted CMU source file (the
+Human3.6M 17-joint conversion, one (T, 17, 3) millimetre array per sequence plus ``__meta__``; it is
+not distributed with fastpose, whose packed copy is the result of this script)::
 
-    python -m fastpose.data._pack_cmu ../shared/data/cmu_mocap/cmu_h36m17.npz fastpose/data/cmu_motion.npz
+    python -m fastpose.data._pack_cmu PATH/TO/cmu_h36m17.npz fastpose/data/cmu_motion.npz
 
 It keeps the sequences the source marks as included, stores them compactly
 (:func:`fastpose.data.motion.save_motion`), keeps the source's licence and per-sequence
