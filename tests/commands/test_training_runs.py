@@ -23,12 +23,7 @@ TINY = ["--data", "synthetic", "--synthetic-frames", "30", "--actions", "Walking
         "--threads", "1", "--eval-on", "synthetic"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # shared fixture, conftest.py
 
 
 def _digest(path: Path) -> str:

@@ -18,14 +18,7 @@ from fastpose.data.render import project_pinhole
 from fastpose.data.synthetic import SyntheticConfig, generate_synthetic, write_synthetic
 from fastpose.skeleton import H36M_SKELETON
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: on a shared 2-core machine OpenMP barriers of 2 threads stall for seconds."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # shared fixture, conftest.py
 
 
 @pytest.fixture(scope="module")

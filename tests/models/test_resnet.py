@@ -13,14 +13,7 @@ from fastpose.models.resnet import (
     torchvision_to_fastpose_key,
 )
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: on a shared 2-core machine OpenMP barriers of 2 threads stall for seconds."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # shared fixture, conftest.py
 
 
 def _torchvision_state_dict(layers, width, num_classes=1000, seed=0) -> dict[str, torch.Tensor]:

@@ -23,13 +23,7 @@ from tests._tolerances import assert_close
 _OP = "soft_argmax_heatmap_mse_3d"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: on a shared 2-core machine OpenMP barriers of 2 threads stall for seconds."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # shared fixture, conftest.py
 
 
 def _batch(config: VolumetricConfig, b: int = 2, seed: int = 0):

@@ -21,13 +21,7 @@ from fastpose.train.volumetric import (
 _ACTIONS = ("Walking", "Directions", "Sitting", "Greeting")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: on a shared 2-core machine OpenMP barriers of 2 threads stall for seconds."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # shared fixture, conftest.py
 
 
 @pytest.fixture(scope="module")
