@@ -51,6 +51,7 @@ from fastpose.ops._spec import SPECS
 __all__ = [
     "PEER_PROVIDERS",
     "PeerRow",
+    "TemporalModelOptimized1f",
     "check_target",
     "gaussian_target",
     "peer_providers_for",
@@ -348,3 +349,85 @@ def check_target(x: torch.Tensor, args: tuple, target: torch.Tensor) -> dict:
     if not rel <= 1e-9:  # float32 rounding of t gives ~1e-14; also catches NaN
         raise AssertionError(f"peer-target: MSE against fastpose's target is {rel:.3e} x mean(t^2) (> 1e-9)")
     return {"target_rel_mse": rel}
+
+
+# ------------------------------------------------------------------------------------------------
+# VideoPose3D's single-frame training model (for the end-to-end SPGNet training benchmark)
+# ------------------------------------------------------------------------------------------------
+class TemporalModelOptimized1f(torch.nn.Module):
+    """VideoPose3D's strided training model, written from the pattern of ``facebookresearch/
+    VideoPose3D``, ``common/model.py: TemporalModelOptimized1f`` (plus a trajectory head on the same
+    trunk, as SPGNet has): every window of ``R = prod(filter_widths)`` frames is computed alone with
+    ``nn.Conv1d(kernel = stride = w)`` layers, ``nn.BatchNorm1d(momentum=0.1)``, ``nn.ReLU`` and
+    ``nn.Dropout`` modules, and a residual that takes the centre of every group of ``w`` positions,
+    ``x[:, :, w // 2 :: w]``::
+
+        x = drop(relu(expand_bn(expand_conv(x))))                   # (B, C, R / fw[0])
+        for each block i:  res = x[:, :, w // 2 :: w]
+                           x = drop(relu(bn(conv_w(x))));  x = res + drop(relu(bn(conv_1x1(x))))
+        pose = shrink(x) (B, J*3, 1);  trajectory = traj_shrink(x) (B, 3, 1)
+
+    ``forward(keypoints_2d (N, T, J, 2))`` unfolds the ``W = T - R + 1`` windows of every sample
+    (VideoPose3D trains this model on windows of exactly R frames) and returns
+    :class:`fastpose.models.SPGNetOutput` with pose (N, W, J, 3) and trajectory (N, W, 1, 3).
+    Parameter and buffer names are those of :class:`fastpose.models.SPGNet` (and VideoPose3D), so
+    :meth:`from_spgnet` builds it from the same weights."""
+
+    def __init__(self, num_joints: int, filter_widths: tuple[int, ...], channels: int, dropout: float,
+                 trajectory: bool = True) -> None:
+        super().__init__()
+        fw, C, J = tuple(filter_widths), channels, num_joints
+        self.filter_widths, self.num_joints = fw, J
+        self.receptive_field = 1
+        for w in fw:
+            self.receptive_field *= w
+        self.expand_conv = torch.nn.Conv1d(J * 2, C, fw[0], stride=fw[0], bias=False)
+        self.expand_bn = torch.nn.BatchNorm1d(C, momentum=0.1)
+        convs, bns = [], []
+        for w in fw[1:]:
+            convs += [torch.nn.Conv1d(C, C, w, stride=w, bias=False), torch.nn.Conv1d(C, C, 1, bias=False)]
+            bns += [torch.nn.BatchNorm1d(C, momentum=0.1), torch.nn.BatchNorm1d(C, momentum=0.1)]
+        self.layers_conv = torch.nn.ModuleList(convs)
+        self.layers_bn = torch.nn.ModuleList(bns)
+        self.relu = torch.nn.ReLU(inplace=True)
+        self.drop = torch.nn.Dropout(dropout)
+        self.shrink = torch.nn.Conv1d(C, J * 3, 1)
+        self.traj_shrink = torch.nn.Conv1d(C, 3, 1) if trajectory else None
+
+    @classmethod
+    def from_spgnet(cls, model) -> TemporalModelOptimized1f:
+        """The peer model with ``model``'s (a :class:`fastpose.models.SPGNet`) weights, BatchNorm
+        statistics and train/eval mode. The state dict maps key for key: each conv weight has the
+        shape (C_out, C_in, w) in both (a dilated and a strided conv share their weights)."""
+        cfg = model.config
+        peer = cls(cfg.num_joints, cfg.filter_widths, cfg.channels, cfg.dropout, cfg.trajectory)
+        own = peer.state_dict()
+        sd = model.state_dict()
+        if set(sd) != set(own):
+            raise ValueError(f"TemporalModelOptimized1f.from_spgnet: keys differ: {sorted(set(sd) ^ set(own))[:6]}")
+        for k, v in sd.items():
+            if own[k].shape != v.shape:
+                raise ValueError(f"TemporalModelOptimized1f.from_spgnet: {k} is {tuple(v.shape)} in the SPGNet, "
+                                 f"{tuple(own[k].shape)} here")
+        peer.load_state_dict(sd)
+        p = next(model.parameters())
+        return peer.to(device=p.device, dtype=p.dtype).train(model.training)
+
+    def forward(self, keypoints_2d: torch.Tensor):
+        from fastpose.models import SPGNetOutput
+
+        N, T, J, _ = keypoints_2d.shape
+        R = self.receptive_field
+        W = T - R + 1
+        # (N, T, J*2) -> (N*W, J*2, R): one window per output frame, channels first (VideoPose3D's layout)
+        x = keypoints_2d.reshape(N, T, J * 2).permute(0, 2, 1).unfold(2, R, 1).permute(0, 2, 1, 3)
+        x = x.reshape(N * W, J * 2, R)
+        x = self.drop(self.relu(self.expand_bn(self.expand_conv(x))))
+        for i in range(len(self.filter_widths) - 1):
+            w = self.filter_widths[i + 1]
+            res = x[:, :, w // 2 :: w]
+            x = self.drop(self.relu(self.layers_bn[2 * i](self.layers_conv[2 * i](x))))
+            x = res + self.drop(self.relu(self.layers_bn[2 * i + 1](self.layers_conv[2 * i + 1](x))))
+        pose = self.shrink(x).reshape(N, W, J, 3)  # (N*W, J*3, 1) -> (N, W, J, 3)
+        traj = self.traj_shrink(x).reshape(N, W, 1, 3) if self.traj_shrink is not None else None
+        return SPGNetOutput(pose, traj)

@@ -1,14 +1,18 @@
 """SPGNet end-to-end training throughput: fastpose's step against a VideoPose3D-style step.
 
 One training step = build a batch of B windows (R + k - 1 input frames -> k = 2 output frames each,
-horizontal flips on a random half), the strided forward of the same SPGNet (VideoPose3D's
-``TemporalModelOptimized1f`` architecture, identical weights), the four loss terms (pose MPJPE,
+horizontal flips on a random half), the strided training forward of SPGNet (VideoPose3D's
+``TemporalModelOptimized1f`` architecture; both providers start from identical weights), the four loss terms (pose MPJPE,
 1/z-weighted trajectory MPJPE, 2D re-projection MPJPE through the distorted camera, bone-length
 consistency between the two output frames), ``backward`` and an Adam (amsgrad) step.
 
 Providers:
 
-- ``videopose3d-style`` (the baseline): batching as VideoPose3D's ``common/generators.py:
+- ``videopose3d-style`` (the baseline): the model is ``benchmarks/_peers.py:
+  TemporalModelOptimized1f`` (VideoPose3D's ``common/model.py`` pattern: ``nn.Conv1d`` with stride =
+  filter width, ``nn.BatchNorm1d``, ``nn.ReLU``, ``nn.Dropout``, residual slicing), built from the
+  fastpose model's state dict, so the baseline stays what users run today whatever fastpose's model
+  does; batching as VideoPose3D's ``common/generators.py:
   ChunkedGenerator`` -- a Python loop over the batch that slices each window out of its numpy
   sequence (``np.pad(..., 'edge')`` at the sequence ends), mirrors flipped samples in place
   (x *= -1, left/right swap, camera[2] and camera[7] *= -1) into float64 buffers, then
@@ -17,12 +21,16 @@ Providers:
   project_to_2d``; the bone term in the same plain-torch style). Written for this benchmark from
   those patterns (see ``benchmarks/_peers.py``).
 - ``fastpose``: the sequences live on the device once (edge-padded, concatenated); a batch is one
-  gather of window rows (``start + arange(L)``) plus :func:`fastpose.data.flip_batch`; the loss is
+  gather of window rows (``start + arange(L)``) plus :func:`fastpose.data.flip_batch`; the model is
+  :class:`fastpose.models.SPGNet` with ``strided=True`` (its training fast path: channels-last GEMMs
+  and a cheap dropout mask, ``fastpose/models/_temporal.py``); the loss is
   :func:`fastpose.models.spgnet_loss` (``fastpose.losses`` + the fused ``ops.reprojection_loss``).
 
 Both use the same index schedule (which windows, which flips), so they see identical batches; the
-CI pass (``--benchmark-disable``) checks exactly that -- batches, loss terms and every parameter
-gradient equal -- on a tiny model, then runs one step of each.
+CI pass (``--benchmark-disable``) checks exactly that -- batches, loss terms, every parameter
+gradient and the BatchNorm running statistics equal -- on a tiny model with dropout 0 (the two
+draw their dropout masks differently; ``tests/models/test_spgnet.py`` checks fastpose's mask
+statistics), then runs one step of each.
 
 Configurations: ``27f-256c`` (filter widths 3,3,3, 256 channels, batch 1024 on a GPU, 256 on the
 CPU) and ``243f-1024c`` (3,3,3,3,3, 1024 channels, batch 1024; skipped on the CPU unless
@@ -42,7 +50,7 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks._peers import mpjpe, project_to_2d
+from benchmarks._peers import TemporalModelOptimized1f, mpjpe, project_to_2d
 from benchmarks._runner import bench_device as _device
 from benchmarks._runner import bench_selection
 from benchmarks._timing import CudaEventTarget
@@ -200,13 +208,16 @@ class _DeviceBatcher:
 
 
 # ------------------------------------------------------------------------------------------------
-def _model(widths, channels, device, seed=0) -> SPGNet:
+def _model(provider: str, widths, channels, device, seed=0, dropout=0.25) -> torch.nn.Module:
+    """The provider's model in training mode, from the same seeded SPGNet weights for both."""
     torch.manual_seed(seed)
-    return SPGNet(filter_widths=widths, channels=channels).to(device).train()
+    model = SPGNet(filter_widths=widths, channels=channels, dropout=dropout).to(device).train()
+    return TemporalModelOptimized1f.from_spgnet(model) if provider == "videopose3d-style" else model
 
 
-def _make_step(provider: str, model: SPGNet, seqs, schedule, batch: int, device: torch.device):
-    """A callable running the next step of ``schedule`` (cycling) with ``provider``; returns the loss."""
+def _make_step(provider: str, model: torch.nn.Module, seqs, schedule, batch: int, device: torch.device):
+    """A callable running the next step of ``schedule`` (cycling) with ``provider`` (``model`` from
+    :func:`_model` for the same provider); returns the loss."""
     pad = model.receptive_field // 2
     opt = torch.optim.Adam(model.parameters(), lr=1e-4, amsgrad=True)
     state = {"i": 0}
@@ -230,7 +241,7 @@ def _make_step(provider: str, model: SPGNet, seqs, schedule, batch: int, device:
             s, t, f = schedule[state["i"] % len(schedule)]
             state["i"] += 1
             kp, gt, cam = (x.to(device) for x in batcher(s, t, f))
-            loss, _ = _videopose3d_loss(model(kp, strided=True), gt, kp[:, pad : pad + FRAMES_OUT], cam)
+            loss, _ = _videopose3d_loss(model(kp), gt, kp[:, pad : pad + FRAMES_OUT], cam)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -241,7 +252,8 @@ def _make_step(provider: str, model: SPGNet, seqs, schedule, batch: int, device:
 
 
 def _check_equal(widths, channels, batch, device):
-    """Both providers see the same batch and produce the same loss terms and gradients."""
+    """Both providers see the same batch and produce the same loss terms, gradients and BatchNorm
+    running statistics (dropout 0: the two models draw their masks differently)."""
     seqs = _sequences(3, 40)
     s, t, f = _schedule(seqs, batch, 1)[0]
     f[:2] = (True, False)  # both flip states present
@@ -252,22 +264,25 @@ def _check_equal(widths, channels, batch, device):
         torch.testing.assert_close(x.to(device), y, atol=0, rtol=0, msg=lambda m, n=name: f"{n}: {m}")
     results = []
     for provider, (kp, gt, cam) in (("videopose3d-style", a), ("fastpose", b)):
-        model = _model(widths, channels, device)
-        torch.manual_seed(2)  # same dropout masks
+        model = _model(provider, widths, channels, device, dropout=0.0)
         kp, gt, cam = kp.to(device), gt.to(device), cam.to(device)
-        out = model(kp, strided=True)
+        out = model(kp) if provider == "videopose3d-style" else model(kp, strided=True)
         fn = _videopose3d_loss if provider == "videopose3d-style" else spgnet_loss
         loss, terms = fn(out, gt, kp[:, pad : pad + FRAMES_OUT], cam)
         loss.backward()
         results.append((loss.detach(), {k: v.detach() for k, v in terms.items()},
-                        [p.grad.detach().clone() for p in model.parameters()]))
-    (l_a, t_a, g_a), (l_b, t_b, g_b) = results
+                        {n: p.grad.detach().clone() for n, p in model.named_parameters()},
+                        {n: b.detach().clone() for n, b in model.named_buffers()}))
+    (l_a, t_a, g_a, b_a), (l_b, t_b, g_b, b_b) = results
     torch.testing.assert_close(l_b, l_a, atol=1e-6, rtol=1e-5)
     for k in t_a:
         torch.testing.assert_close(t_b[k], t_a[k], atol=1e-6, rtol=1e-5, msg=lambda m, k=k: f"term {k}: {m}")
-    scale = max(g.abs().max().item() for g in g_a)
-    for x, y in zip(g_b, g_a, strict=True):
-        torch.testing.assert_close(x, y, atol=1e-5 * scale, rtol=1e-4)
+    assert set(g_b) == set(g_a) and set(b_b) == set(b_a), "the two models' parameter / buffer names differ"
+    scale = max(g.abs().max().item() for g in g_a.values())
+    for n in g_a:
+        torch.testing.assert_close(g_b[n], g_a[n], atol=1e-5 * scale, rtol=1e-4, msg=lambda m, n=n: f"grad {n}: {m}")
+    for n in b_a:  # running mean / unbiased running variance after one step, num_batches_tracked
+        torch.testing.assert_close(b_b[n], b_a[n], atol=1e-6, rtol=1e-5, msg=lambda m, n=n: f"buffer {n}: {m}")
 
 
 def test_bench_train_e2e(benchmark, e2e_case, request):
@@ -283,7 +298,8 @@ def test_bench_train_e2e(benchmark, e2e_case, request):
         if provider == PROVIDERS[0]:
             _check_equal(widths, channels, batch, device)
         seqs = _sequences(3, 40)
-        step = _make_step(provider, _model(widths, channels, device), seqs, _schedule(seqs, batch, 2), batch, device)
+        step = _make_step(provider, _model(provider, widths, channels, device), seqs, _schedule(seqs, batch, 2), batch,
+                          device)
         info.update(suite="train_spgnet_e2e", model="spgnet", config=name, provider=provider, device=device.type,
                     batch=batch, loss=float(benchmark.pedantic(step, rounds=1)), baseline=provider == PROVIDERS[0])
         return
@@ -299,7 +315,7 @@ def test_bench_train_e2e(benchmark, e2e_case, request):
                     f"batch {LARGE_CPU_BATCH}")
     seqs = _sequences(16, 1500)
     schedule = _schedule(seqs, batch, 8)
-    step = _make_step(provider, _model(widths, channels, device), seqs, schedule, batch, device)
+    step = _make_step(provider, _model(provider, widths, channels, device), seqs, schedule, batch, device)
     step()  # warm-up: allocator, oneDNN / cuDNN algorithm choice
     t0 = time.perf_counter()
     step()

@@ -54,6 +54,7 @@ from torch import nn
 
 from .. import losses, ops
 from ..skeleton import H36M_SKELETON, Skeleton
+from ._temporal import strided_trunk_rows
 
 __all__ = ["SPGNet", "SPGNetConfig", "SPGNetLossWeights", "SPGNetOutput", "spgnet_loss"]
 
@@ -173,6 +174,15 @@ class SPGNet(nn.Module):
         x = self._check_input(keypoints_2d)
         N, T, J, _ = x.shape
         R = self.receptive_field
+        if strided and self.training:
+            # training fast path: channels-last GEMMs, cheap dropout mask (fastpose/models/_temporal.py)
+            h = strided_trunk_rows(self, x.reshape(N, T, J * 2))  # (N * W, C)
+            Tp = T - R + 1
+            pose = F.linear(h, self.shrink.weight[:, :, 0], self.shrink.bias).view(N, Tp, J, 3)
+            traj = None
+            if self.traj_shrink is not None:
+                traj = F.linear(h, self.traj_shrink.weight[:, :, 0], self.traj_shrink.bias).view(N, Tp, 1, 3)
+            return SPGNetOutput(pose, traj)
         if strided:
             W = T - R + 1  # windows, one per output frame
             # (N, T, J*2) -> windows (N, W, J*2, R) -> (N*W, J*2, R)

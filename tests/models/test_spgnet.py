@@ -164,3 +164,109 @@ def test_bfloat16_autocast_training_step():
     assert loss.dtype == torch.float32 and torch.isfinite(loss)
     loss.backward()
     assert torch.isfinite(m.expand_conv.weight.grad).all()
+
+
+# ---------------------------------------------------------------------------- training fast path
+def _conv_path_reference(m: SPGNet, x: torch.Tensor):
+    """The strided model written with nn.Conv1d / nn.BatchNorm1d on (B, C, L) windows (the eval-mode
+    strided path of SPGNet, run here in train mode): pose (N, W, J, 3), trajectory (N, W, 1, 3)."""
+    N, T, J, _ = x.shape
+    R = m.receptive_field
+    W = T - R + 1
+    h = m._trunk_strided(x.reshape(N, T, J * 2).unfold(1, R, 1).reshape(N * W, J * 2, R))  # (N*W, C, 1)
+    h = h.reshape(N, W, -1).transpose(1, 2)  # (N, C, W)
+    return (m.shrink(h).transpose(1, 2).reshape(N, W, J, 3), m.traj_shrink(h).transpose(1, 2).reshape(N, W, 1, 3))
+
+
+@pytest.mark.parametrize("widths", [(3, 3, 3), (5, 3), (1,)])
+def test_strided_training_fast_path_equals_conv_path(widths):
+    """Train mode, dropout 0: the channels-last GEMM trunk gives the conv path's outputs, gradients
+    of every parameter and BatchNorm running statistics (mean, unbiased variance, batch count)."""
+    import copy
+
+    torch.manual_seed(4)
+    fast = SPGNet(filter_widths=widths, channels=24, dropout=0.0).train()
+    with torch.no_grad():  # non-trivial affine BatchNorm parameters
+        for mod in fast.modules():
+            if isinstance(mod, torch.nn.BatchNorm1d):
+                mod.weight.uniform_(0.5, 1.5)
+                mod.bias.uniform_(-0.3, 0.3)
+    ref = copy.deepcopy(fast)
+    R = fast.receptive_field
+    x = torch.randn(5, R + 2, 17, 2) * 0.5  # 3 windows per sample
+    out = fast(x, strided=True)
+    pose_ref, traj_ref = _conv_path_reference(ref, x)
+    torch.testing.assert_close(out.pose, pose_ref, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out.trajectory, traj_ref, atol=1e-5, rtol=1e-5)
+    g_pose, g_traj = torch.randn_like(pose_ref), torch.randn_like(traj_ref)
+    torch.autograd.backward([out.pose, out.trajectory], [g_pose, g_traj])
+    torch.autograd.backward([pose_ref, traj_ref], [g_pose, g_traj])
+    for (name, p), q in zip(fast.named_parameters(), ref.parameters(), strict=True):
+        scale = q.grad.abs().max().item()
+        torch.testing.assert_close(p.grad, q.grad, atol=1e-5 * max(scale, 1e-3), rtol=1e-4, msg=lambda s, n=name: f"{n}: {s}")
+    for (name, b), c in zip(fast.named_buffers(), ref.buffers(), strict=True):
+        torch.testing.assert_close(b, c, atol=1e-6, rtol=1e-5, msg=lambda s, n=name: f"{n}: {s}")
+    assert int(fast.expand_bn.num_batches_tracked) == 1
+    # the eval-mode strided path is still the conv path (export and evaluation rely on it)
+    fast.load_state_dict(ref.state_dict())  # (the running statistics differ in float rounding)
+    fast.eval()
+    ref.eval()
+    torch.testing.assert_close(fast(x, strided=True).pose, _conv_path_reference(ref, x)[0], atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("p", [0.25, 0.5, 0.3, 0.1])
+def test_dropout_mask_keeps_each_unit_with_probability_one_minus_p(p):
+    """The cheap mask (random bytes when 256 p is an integer, 32-bit words otherwise): the kept
+    fraction is 1 - p within 5 standard errors, neighbours are independent, and
+    torch.manual_seed reproduces it."""
+    from fastpose.models._temporal import _dropout_keep
+
+    n = 1 << 20
+    torch.manual_seed(5)
+    keep = _dropout_keep((n // 256, 256), p, torch.device("cpu"))
+    assert keep.dtype == torch.bool and keep.shape == (n // 256, 256)
+    q = 1.0 - p
+    se = (p * q / n) ** 0.5
+    frac = keep.double().mean().item()
+    assert abs(frac - q) < 5 * se, f"kept fraction {frac:.5f}, expected {q} +- {5 * se:.5f}"
+    flat = keep.reshape(-1)
+    both = (flat[1:] & flat[:-1]).double().mean().item()  # P(two adjacent kept) = q^2 if independent
+    assert abs(both - q * q) < 5 * (q * q * (1 - q * q) / n) ** 0.5 * 2, f"adjacent pairs kept {both:.5f}, expected {q * q}"
+    per_column = keep.double().mean(dim=0)  # every channel (byte position in a word) gets 1 - p
+    assert (per_column - q).abs().max().item() < 5 * (p * q / (n // 256)) ** 0.5
+    torch.manual_seed(5)
+    assert torch.equal(_dropout_keep((n // 256, 256), p, torch.device("cpu")), keep)
+    assert not torch.equal(_dropout_keep((n // 256, 256), p, torch.device("cpu")), keep)
+
+
+def test_relu_dropout_scales_kept_units_and_their_gradient():
+    """y = m z / (1 - p) with m = keep & (z > 0); dL/dz = m dL/dy / (1 - p)."""
+    from fastpose.models._temporal import _relu_dropout
+
+    p = 0.25
+    torch.manual_seed(6)
+    z = torch.randn(512, 64, requires_grad=True)
+    y = _relu_dropout(z, p)
+    g = torch.randn_like(y)
+    y.backward(g)
+    kept = y != 0
+    assert not kept[z.detach() <= 0].any()  # ReLU
+    pos = z.detach() > 0
+    frac = kept[pos].double().mean().item()
+    n = int(pos.sum())
+    assert abs(frac - (1 - p)) < 5 * (p * (1 - p) / n) ** 0.5
+    torch.testing.assert_close(y[kept], z.detach()[kept] / (1 - p), atol=0, rtol=1e-6)
+    torch.testing.assert_close(z.grad, torch.where(kept, g / (1 - p), torch.zeros_like(g)), atol=0, rtol=1e-6)
+    # p = 0 is a plain ReLU
+    torch.testing.assert_close(_relu_dropout(z.detach(), 0.0), torch.relu(z.detach()), atol=0, rtol=0)
+
+
+def test_training_forward_with_dropout_is_reproducible_and_random():
+    m = SPGNet(filter_widths=(3, 3), channels=32).train()
+    x = torch.randn(4, 10, 17, 2)
+    torch.manual_seed(7)
+    a = m(x, strided=True).pose
+    torch.manual_seed(7)
+    b = m(x, strided=True).pose
+    c = m(x, strided=True).pose
+    assert torch.equal(a, b) and not torch.allclose(a, c)
