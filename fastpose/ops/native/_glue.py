@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 import torch
@@ -44,7 +44,7 @@ from torch import Tensor
 from ... import _ext
 from ...reference._rows import acc_dtype
 
-__all__ = ["Buffer", "KernelSpec", "SPECS", "declare", "dry_run"]
+__all__ = ["Buffer", "KernelSpec", "SPECS", "custom_ops_only", "declare", "dry_run", "eager_op"]
 
 DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
@@ -330,3 +330,117 @@ ROW_SCALE = declare(
     Buffer("out", "storage", ("rows", "cols")),
     args=("src", "scale", "out", "rows", "cols"),
 )
+
+
+# ---- the eager fast path around the custom ops ---------------------------------------------------
+#
+# Every native op is a ``torch.library`` custom op (``fastpose::<op>_<backend>`` + ``_backward``) with
+# fake kernels and ``register_autograd``: that is what torch.compile, torch.export / AOTInductor, ONNX
+# export, opcheck, FakeTensor and functorch see. In plain eager mode the same op costs ~70 us of
+# Python around ~10 us of kernel calls on a tiny input (issue 14: cProfile of a forward + backward of
+# heatmap_mse_2d on (1, 1, 8, 8): the custom-op machinery -- ``_ops.redispatch``, the dynamo-disable
+# wrapper ``eval_frame._fn`` around every impl, ``_library/autograd.autograd_impl``, ``fill_defaults``,
+# ``custom_ops.backend_impl`` -- in both directions). :func:`eager_op` calls the same Python forward
+# and backward directly (through one ``torch.autograd.Function`` when an input requires grad, with no
+# autograd node otherwise) whenever nothing could observe the difference, and the registered custom
+# op otherwise. Both run the same functions on the same arguments, so the results are bitwise equal
+# (tests/ops/test_eager_path.py).
+
+_CUSTOM_OPS_ONLY: contextvars.ContextVar[bool] = contextvars.ContextVar("fastpose_custom_ops_only", default=False)
+_PLAIN_TENSORS = (Tensor, torch.nn.Parameter)
+# torch.autograd.Function.apply in Python binds defaults when setup_context is overridden, routes
+# through functorch when a transform is active and unwraps dead functorch wrappers; none applies to
+# the functions made below (no setup_context override; :func:`_direct_ok` refuses active transforms
+# and wrapped tensors), so they call the C implementation it ends in directly
+# (``_FunctionBase.apply``, a classmethod; ~1.5 us less).
+_C_APPLY = getattr(torch._C, "_FunctionBase", None)
+_C_APPLY = None if _C_APPLY is None else _C_APPLY.__dict__.get("apply")
+_is_functorch_wrapped = torch._C._functorch.is_functorch_wrapped_tensor
+
+
+@contextlib.contextmanager
+def custom_ops_only() -> Iterator[None]:
+    """Within this block every native op runs through its registered ``torch.library`` custom op (the
+    path torch.compile and export take) even in plain eager mode: a switch for tests and for debugging
+    (e.g. to see ``fastpose::`` op names in a trace without the profiler)."""
+    token = _CUSTOM_OPS_ONLY.set(True)
+    try:
+        yield
+    finally:
+        _CUSTOM_OPS_ONLY.reset(token)
+
+
+def _direct_ok(args: tuple) -> bool:
+    """Whether a direct call of the op's Python forward / backward is indistinguishable from the
+    registered custom op for these arguments: not under torch.compile / torch.export tracing
+    (dynamo), ``torch.jit`` tracing (TorchScript ONNX export), a ``TorchDispatchMode`` (FakeTensor,
+    make_fx, non-strict export, functionalisation, opcheck's and tests' op capture, selective
+    checkpointing) or ``TorchFunctionMode``, a functorch transform (vmap, grad, jvp), or the autograd
+    profiler (whose trace names the ``fastpose::`` ops); no tensor argument of a subclass (FakeTensor,
+    FunctionalTensor, DTensor, ...: their ``__torch_dispatch__`` must see the op); and not inside
+    :func:`custom_ops_only`. Cost ~0.5 us (each test is one C call)."""
+    if (torch.compiler.is_compiling() or torch._C._is_tracing() or torch._C._len_torch_dispatch_stack()
+            or torch._C._is_torch_function_mode_enabled() or torch._C._are_functorch_transforms_active()
+            or torch._C._autograd._profiler_enabled() or _CUSTOM_OPS_ONLY.get()):
+        return False
+    for a in args:
+        # a functorch wrapper left over from a finished transform is a plain-typed tensor too
+        if isinstance(a, Tensor) and (type(a) not in _PLAIN_TENSORS or _is_functorch_wrapped(a)):
+            return False
+    return True
+
+
+def eager_op(fwd, bwd, *, forward: Callable, backward: Callable, setup_context: Callable,
+             autograd_backward: Callable[[Callable], Callable]) -> Callable:
+    """Register the autograd of the custom op ``fwd`` and return the function the dispatch calls.
+
+    ``fwd`` / ``bwd``: the op's custom ops (``torch.library.custom_op``, schema from ``forward`` /
+    ``backward``); ``forward(*args)`` / ``backward(*args)``: the plain Python functions they wrap (the
+    kernel glue); ``setup_context(ctx, inputs, output)``: what the backward keeps;
+    ``autograd_backward(call_bwd)`` -> ``backward(ctx, *grads)``: the op's backward formula, calling
+    ``call_bwd(*args)`` for the backward op. This registers
+    ``fwd.register_autograd(autograd_backward(bwd), setup_context=setup_context)`` (the path of
+    torch.compile, export, FakeTensor, functorch and opcheck), and returns ``call(*args)`` with
+    ``fwd``'s signature and outputs that
+
+    * calls ``fwd`` (the custom op) whenever :func:`_direct_ok` says something could observe it;
+    * otherwise, when grad mode is on and a tensor argument requires grad, applies one
+      ``torch.autograd.Function`` whose forward is ``forward`` + ``setup_context`` (run under no-grad,
+      as the custom op's is) and whose backward is ``autograd_backward(call_bwd)``, where ``call_bwd``
+      is ``backward`` directly, or the custom op ``bwd`` when the backward builds a graph
+      (``create_graph=True``: a second backward then raises as through the custom op) or runs where
+      :func:`_direct_ok` refuses;
+    * otherwise calls ``forward`` directly: no autograd node, as the custom op makes none then.
+
+    Saved tensors, non-differentiable outputs and ``set_materialize_grads`` behave as through the
+    custom op (both are ``torch.autograd.Function`` underneath, with the same ``setup_context``).
+    """
+    fwd.register_autograd(autograd_backward(bwd), setup_context=setup_context)
+
+    def call_bwd(*args):
+        if torch.is_grad_enabled() or not _direct_ok(args):
+            return bwd(*args)
+        return backward(*args)
+
+    def _fn_forward(ctx, *args):
+        out = forward(*args)
+        setup_context(ctx, args, out)
+        return out
+
+    name = "FastposeEager_" + str(getattr(fwd, "_name", getattr(forward, "__name__", "op"))).replace("::", "_")
+    function = type(name, (torch.autograd.Function,), {
+        "forward": staticmethod(_fn_forward),
+        "backward": staticmethod(autograd_backward(call_bwd)),
+    })
+    apply = function.apply if _C_APPLY is None else _C_APPLY.__get__(None, function)
+
+    def call(*args):
+        if not _direct_ok(args):
+            return fwd(*args)
+        if torch.is_grad_enabled() and torch._C._any_requires_grad(*args):
+            return apply(*args)
+        return forward(*args)
+
+    call.autograd_function = function  # the node class of the direct path (tests check which path ran)
+    call.custom_op = fwd
+    return call

@@ -99,18 +99,20 @@ def _backward(backend: str, ndim: int, grad_loss: Tensor, heatmaps: Tensor, join
 def _define(backend: str, ndim: int):
     name = f"fastpose::heatmap_mse_{ndim}d_{backend}"
 
-    @torch.library.custom_op(name, mutates_args=(), device_types=backend)
-    def fwd(heatmaps: Tensor, joints: Tensor, sigma: float, weights: Tensor | None, reduction: str) -> Tensor:
+    def forward(heatmaps: Tensor, joints: Tensor, sigma: float, weights: Tensor | None, reduction: str) -> Tensor:
         return _forward(backend, ndim, heatmaps, joints, sigma, weights, reduction)
+
+    def backward(grad_loss: Tensor, heatmaps: Tensor, joints: Tensor, sigma: float, weights: Tensor | None,
+                 reduction: str) -> Tensor:
+        return _backward(backend, ndim, grad_loss, heatmaps, joints, sigma, weights, reduction)
+
+    fwd = torch.library.custom_op(name, forward, mutates_args=(), device_types=backend)
 
     @fwd.register_fake
     def _(heatmaps, joints, sigma, weights, reduction):
         return heatmaps.new_empty(heatmaps.shape[:2] if reduction == "none" else ())
 
-    @torch.library.custom_op(name + "_backward", mutates_args=(), device_types=backend)
-    def bwd(grad_loss: Tensor, heatmaps: Tensor, joints: Tensor, sigma: float, weights: Tensor | None,
-            reduction: str) -> Tensor:
-        return _backward(backend, ndim, grad_loss, heatmaps, joints, sigma, weights, reduction)
+    bwd = torch.library.custom_op(name + "_backward", backward, mutates_args=(), device_types=backend)
 
     @bwd.register_fake
     def _(grad_loss, heatmaps, joints, sigma, weights, reduction):
@@ -122,13 +124,17 @@ def _define(backend: str, ndim: int):
         # Saved: the inputs themselves (no copies); the gradient is recomputed in the backward.
         ctx.save_for_backward(heatmaps, joints, weights if weights is not None else joints)
 
-    def backward(ctx, grad_loss):
-        heatmaps, joints, weights = ctx.saved_tensors
-        grad = bwd(grad_loss, heatmaps, joints, ctx.sigma, weights if ctx.has_w else None, ctx.reduction)
-        return grad, None, None, None, None
+    def autograd_backward(call_bwd):
+        def backward_formula(ctx, grad_loss):
+            heatmaps, joints, weights = ctx.saved_tensors
+            grad = call_bwd(grad_loss, heatmaps, joints, ctx.sigma, weights if ctx.has_w else None, ctx.reduction)
+            return grad, None, None, None, None
 
-    fwd.register_autograd(backward, setup_context=setup_context)
-    return fwd
+        return backward_formula
+
+    # the custom op for compile / export, a direct call in plain eager mode (_glue.eager_op)
+    return g.eager_op(fwd, bwd, forward=forward, backward=backward, setup_context=setup_context,
+                      autograd_backward=autograd_backward)
 
 
 def register(backend: str) -> None:

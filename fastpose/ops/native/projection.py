@@ -136,17 +136,19 @@ def _reprojection(backend: str, points: Tensor, camera: Tensor, keypoints_2d: Te
 def _define_projection(backend: str):
     name = f"fastpose::project_to_2d_{backend}"
 
-    @torch.library.custom_op(name, mutates_args=(), device_types=backend)
-    def fwd(points: Tensor, camera: Tensor) -> Tensor:
+    def forward(points: Tensor, camera: Tensor) -> Tensor:
         return _project(backend, points, camera)
+
+    def backward(grad: Tensor, points: Tensor, camera: Tensor) -> Tensor:
+        return _project_backward(backend, grad, points, camera)
+
+    fwd = torch.library.custom_op(name, forward, mutates_args=(), device_types=backend)
 
     @fwd.register_fake
     def _(points, camera):
         return points.new_empty((*points.shape[:-1], 2))
 
-    @torch.library.custom_op(name + "_backward", mutates_args=(), device_types=backend)
-    def bwd(grad: Tensor, points: Tensor, camera: Tensor) -> Tensor:
-        return _project_backward(backend, grad, points, camera)
+    bwd = torch.library.custom_op(name + "_backward", backward, mutates_args=(), device_types=backend)
 
     @bwd.register_fake
     def _(grad, points, camera):
@@ -155,29 +157,35 @@ def _define_projection(backend: str):
     def setup_context(ctx, inputs, output):
         ctx.save_for_backward(*inputs)
 
-    def backward(ctx, grad):
-        points, camera = ctx.saved_tensors
-        return bwd(grad, points, camera), None
+    def autograd_backward(call_bwd):
+        def backward_formula(ctx, grad):
+            points, camera = ctx.saved_tensors
+            return call_bwd(grad, points, camera), None
 
-    fwd.register_autograd(backward, setup_context=setup_context)
-    return fwd
+        return backward_formula
+
+    # the custom op for compile / export, a direct call in plain eager mode (_glue.eager_op)
+    return g.eager_op(fwd, bwd, forward=forward, backward=backward, setup_context=setup_context,
+                      autograd_backward=autograd_backward)
 
 
 def _define_reprojection(backend: str):
     name = f"fastpose::reprojection_loss_{backend}"
 
-    @torch.library.custom_op(name, mutates_args=(), device_types=backend)
-    def fwd(points: Tensor, camera: Tensor, keypoints_2d: Tensor, weights: Tensor | None,
-            need_grad: bool) -> tuple[Tensor, Tensor]:
+    def forward(points: Tensor, camera: Tensor, keypoints_2d: Tensor, weights: Tensor | None,
+                need_grad: bool) -> tuple[Tensor, Tensor]:
         return _reprojection(backend, points, camera, keypoints_2d, weights, need_grad)
+
+    def backward(grad_loss: Tensor, saved_grad: Tensor, dtype: torch.dtype) -> Tensor:
+        return _scale_saved(backend, saved_grad, grad_loss, dtype)
+
+    fwd = torch.library.custom_op(name, forward, mutates_args=(), device_types=backend)
 
     @fwd.register_fake
     def _(points, camera, keypoints_2d, weights, need_grad):
         return points.new_empty(()), _saved_grad(points, need_grad)
 
-    @torch.library.custom_op(name + "_backward", mutates_args=(), device_types=backend)
-    def bwd(grad_loss: Tensor, saved_grad: Tensor, dtype: torch.dtype) -> Tensor:
-        return _scale_saved(backend, saved_grad, grad_loss, dtype)
+    bwd = torch.library.custom_op(name + "_backward", backward, mutates_args=(), device_types=backend)
 
     @bwd.register_fake
     def _(grad_loss, saved_grad, dtype):
@@ -190,20 +198,25 @@ def _define_reprojection(backend: str):
         ctx.set_materialize_grads(False)
         ctx.save_for_backward(output[1])
 
-    def backward(ctx, grad_loss, _grad_saved):
-        if not ctx.need_grad:
-            raise RuntimeError(f"{name}: called with need_grad=False, so no gradient was saved; call it "
-                               "with need_grad=True when points requires grad")
-        if grad_loss is None:
-            return None, None, None, None, None
-        (saved,) = ctx.saved_tensors
-        return bwd(grad_loss, saved, ctx.dtype), None, None, None, None
+    def autograd_backward(call_bwd):
+        def backward_formula(ctx, grad_loss, _grad_saved):
+            if not ctx.need_grad:
+                raise RuntimeError(f"{name}: called with need_grad=False, so no gradient was saved; call it "
+                                   "with need_grad=True when points requires grad")
+            if grad_loss is None:
+                return None, None, None, None, None
+            (saved,) = ctx.saved_tensors
+            return call_bwd(grad_loss, saved, ctx.dtype), None, None, None, None
 
-    fwd.register_autograd(backward, setup_context=setup_context)
+        return backward_formula
+
+    # the custom op for compile / export, a direct call in plain eager mode (_glue.eager_op)
+    op = g.eager_op(fwd, bwd, forward=forward, backward=backward, setup_context=setup_context,
+                    autograd_backward=autograd_backward)
 
     def impl(points: Tensor, camera: Tensor, keypoints_2d: Tensor, weights: Tensor | None) -> Tensor:
         need_grad = torch.is_grad_enabled() and points.requires_grad
-        return fwd(points, camera, keypoints_2d, weights, need_grad)[0]
+        return op(points, camera, keypoints_2d, weights, need_grad)[0]
 
     return impl
 

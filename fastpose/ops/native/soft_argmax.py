@@ -78,9 +78,13 @@ def _backward(backend: str, ndim: int, grad_coords: Tensor, logits: Tensor, stat
 def _define(backend: str, ndim: int):
     name = f"fastpose::soft_argmax_{ndim}d_{backend}"
 
-    @torch.library.custom_op(name, mutates_args=(), device_types=backend)
-    def fwd(logits: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(logits: Tensor) -> tuple[Tensor, Tensor]:
         return _forward(backend, ndim, logits)
+
+    def backward(grad_coords: Tensor, logits: Tensor, stats: Tensor) -> Tensor:
+        return _backward(backend, ndim, grad_coords, logits, stats)
+
+    fwd = torch.library.custom_op(name, forward, mutates_args=(), device_types=backend)
 
     @fwd.register_fake
     def _(logits):
@@ -88,9 +92,7 @@ def _define(backend: str, ndim: int):
         return (logits.new_empty((b, j, ndim)),
                 logits.new_empty((b, j, _NSTATS), dtype=g.acc_dtype(logits.dtype)))
 
-    @torch.library.custom_op(name + "_backward", mutates_args=(), device_types=backend)
-    def bwd(grad_coords: Tensor, logits: Tensor, stats: Tensor) -> Tensor:
-        return _backward(backend, ndim, grad_coords, logits, stats)
+    bwd = torch.library.custom_op(name + "_backward", backward, mutates_args=(), device_types=backend)
 
     @bwd.register_fake
     def _(grad_coords, logits, stats):
@@ -101,16 +103,21 @@ def _define(backend: str, ndim: int):
         ctx.set_materialize_grads(False)
         ctx.save_for_backward(inputs[0], output[1])
 
-    def backward(ctx, grad_coords, _grad_stats):
-        logits, stats = ctx.saved_tensors
-        if grad_coords is None:
-            return None
-        return bwd(grad_coords, logits, stats)
+    def autograd_backward(call_bwd):
+        def backward_formula(ctx, grad_coords, _grad_stats):
+            logits, stats = ctx.saved_tensors
+            if grad_coords is None:
+                return None
+            return call_bwd(grad_coords, logits, stats)
 
-    fwd.register_autograd(backward, setup_context=setup_context)
+        return backward_formula
+
+    # the custom op for compile / export, a direct call in plain eager mode (_glue.eager_op)
+    op = g.eager_op(fwd, bwd, forward=forward, backward=backward, setup_context=setup_context,
+                    autograd_backward=autograd_backward)
 
     def impl(logits: Tensor) -> Tensor:
-        return fwd(logits)[0]
+        return op(logits)[0]
 
     return impl
 

@@ -110,9 +110,15 @@ def _backward(backend: str, grad_coords: Tensor | None, grad_mse: Tensor | None,
 def _define(backend: str):
     name = f"fastpose::{_OP}_{backend}"
 
-    @torch.library.custom_op(name, mutates_args=(), device_types=backend)
-    def fwd(logits: Tensor, joints: Tensor, sigma: float, weights: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+    def forward(logits: Tensor, joints: Tensor, sigma: float,
+                weights: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
         return _forward(backend, logits, joints, sigma, weights)
+
+    def backward(grad_coords: Tensor | None, grad_mse: Tensor | None, logits: Tensor, joints: Tensor, sigma: float,
+                 weights: Tensor | None, stats: Tensor) -> Tensor:
+        return _backward(backend, grad_coords, grad_mse, logits, joints, sigma, weights, stats)
+
+    fwd = torch.library.custom_op(name, forward, mutates_args=(), device_types=backend)
 
     @fwd.register_fake
     def _(logits, joints, sigma, weights):
@@ -120,10 +126,7 @@ def _define(backend: str):
         return (logits.new_empty((b, j, 3)), logits.new_empty(()),
                 logits.new_empty((b, j, _NSTATS), dtype=g.acc_dtype(logits.dtype)))
 
-    @torch.library.custom_op(name + "_backward", mutates_args=(), device_types=backend)
-    def bwd(grad_coords: Tensor | None, grad_mse: Tensor | None, logits: Tensor, joints: Tensor, sigma: float,
-            weights: Tensor | None, stats: Tensor) -> Tensor:
-        return _backward(backend, grad_coords, grad_mse, logits, joints, sigma, weights, stats)
+    bwd = torch.library.custom_op(name + "_backward", backward, mutates_args=(), device_types=backend)
 
     @bwd.register_fake
     def _(grad_coords, grad_mse, logits, joints, sigma, weights, stats):
@@ -137,17 +140,22 @@ def _define(backend: str):
         ctx.set_materialize_grads(False)
         ctx.save_for_backward(logits, joints, weights if weights is not None else joints, output[2])
 
-    def backward(ctx, grad_coords, grad_mse, _grad_stats):
-        if grad_coords is None and grad_mse is None:
-            return None, None, None, None
-        logits, joints, weights, stats = ctx.saved_tensors
-        grad = bwd(grad_coords, grad_mse, logits, joints, ctx.sigma, weights if ctx.has_w else None, stats)
-        return grad, None, None, None
+    def autograd_backward(call_bwd):
+        def backward_formula(ctx, grad_coords, grad_mse, _grad_stats):
+            if grad_coords is None and grad_mse is None:
+                return None, None, None, None
+            logits, joints, weights, stats = ctx.saved_tensors
+            grad = call_bwd(grad_coords, grad_mse, logits, joints, ctx.sigma, weights if ctx.has_w else None, stats)
+            return grad, None, None, None
 
-    fwd.register_autograd(backward, setup_context=setup_context)
+        return backward_formula
+
+    # the custom op for compile / export, a direct call in plain eager mode (_glue.eager_op)
+    op = g.eager_op(fwd, bwd, forward=forward, backward=backward, setup_context=setup_context,
+                    autograd_backward=autograd_backward)
 
     def impl(logits: Tensor, joints: Tensor, sigma: float, weights: Tensor | None) -> tuple[Tensor, Tensor]:
-        coords, mse, _stats = fwd(logits, joints, sigma, weights)
+        coords, mse, _stats = op(logits, joints, sigma, weights)
         return coords, mse
 
     return impl
