@@ -25,10 +25,15 @@ element, ``keep = u >= 256 p`` (exactly ``P(keep) = 1 - p``); otherwise one rand
 draw (``int64.random_`` over the full range), ~20x cheaper than ``bernoulli_``. ReLU and dropout share
 one mask ``m = (z > 0) & keep``: ``y = m * z / (1 - p)``, ``dL/dz = m * dL/dy / (1 - p)``.
 
-Only the training forward of the strided path uses this module; eval mode and the full (dilated)
-path keep ``nn.Conv1d`` / ``nn.BatchNorm1d`` / ``nn.Dropout`` unchanged (export, ``predict`` and
-checkpoints depend on them). Everything is plain torch, so it runs (and autocasts, compiles and
-differentiates) on any device.
+Only the training forward of the strided path on the CPU uses this module; eval mode, the full
+(dilated) path and other devices keep ``nn.Conv1d`` / ``nn.BatchNorm1d`` / ``nn.Dropout`` unchanged
+(export, ``predict`` and checkpoints depend on them; the GPU speed of this form is unmeasured).
+Everything is plain torch: it autocasts (bfloat16), compiles (``torch.compile`` traces the mask
+draw, so a seeded compiled run draws the eager run's masks) and runs under DDP.
+
+Measured (27 frames, 256 channels, 512 windows, forward + backward of the trunk and heads, 2
+threads, interleaved, a shared 2-core VM): 96 ms with the ``nn.Conv1d`` path, 67 ms with this one;
+the matrix products are then ~70 % of the time.
 """
 
 from __future__ import annotations

@@ -26,6 +26,9 @@ Two execution paths share the same weights:
   are computed (R / fw[0] in the first layer instead of R - fw[0] + 1): VideoPose3D's
   optimised single-frame training model. In eval mode it returns the full model's output
   (to float rounding); in train mode BatchNorm sees different positions, as in VideoPose3D.
+  Training on the CPU runs it as channels-last matrix products with a cheaper dropout mask
+  (``fastpose/models/_temporal.py``: same function, same parameters and running statistics; the
+  dropout masks are drawn differently from ``nn.Dropout``'s).
 
 Layer names match VideoPose3D's ``TemporalModel`` (``expand_conv``, ``expand_bn``,
 ``layers_conv``, ``layers_bn``, ``shrink``), so the ``model_pos`` state dict of a VideoPose3D
@@ -174,8 +177,9 @@ class SPGNet(nn.Module):
         x = self._check_input(keypoints_2d)
         N, T, J, _ = x.shape
         R = self.receptive_field
-        if strided and self.training:
-            # training fast path: channels-last GEMMs, cheap dropout mask (fastpose/models/_temporal.py)
+        if strided and self.training and x.device.type == "cpu":
+            # CPU training fast path: channels-last GEMMs, cheap dropout mask (fastpose/models/_temporal.py;
+            # measured on the CPU only, so other devices keep the nn.Conv1d path below)
             h = strided_trunk_rows(self, x.reshape(N, T, J * 2))  # (N * W, C)
             Tp = T - R + 1
             pose = F.linear(h, self.shrink.weight[:, :, 0], self.shrink.bias).view(N, Tp, J, 3)
