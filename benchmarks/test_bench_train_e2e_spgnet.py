@@ -340,3 +340,44 @@ def test_bench_train_e2e(benchmark, e2e_case, request):
                 frames_per_second=batch * FRAMES_OUT / median_s, rounds=rounds, loss=float(result),
                 baseline=provider == PROVIDERS[0],
                 loadavg=list(os.getloadavg()) if hasattr(os, "getloadavg") else None)
+
+
+def _probe(argv=None) -> None:
+    """Interleaved probe (not a test): ``python -m benchmarks.test_bench_train_e2e_spgnet --threads 2
+    --rounds 15`` alternates one step of each provider at 27f-256c (CPU batch 256) and prints the
+    median step time, frames/s and the ratio -- steadier than two separate timing runs on a shared
+    machine, where the load changes between them."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.test_bench_train_e2e_spgnet")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--config", choices=sorted(CONFIGS), default="27f-256c")
+    args = parser.parse_args(argv)
+    if args.threads < 1 or args.rounds < 1:
+        parser.error(f"--threads and --rounds must be >= 1, received {args.threads}, {args.rounds}")
+    torch.set_num_threads(args.threads)
+    widths, channels, _, cpu_batch = CONFIGS[args.config]
+    batch = cpu_batch or LARGE_CPU_BATCH
+    device = torch.device("cpu")
+    seqs = _sequences(16, 1500)
+    schedule = _schedule(seqs, batch, 8)
+    steps = {p: _make_step(p, _model(p, widths, channels, device), seqs, schedule, batch, device) for p in PROVIDERS}
+    for step in steps.values():  # warm-up
+        step()
+        step()
+    times = {p: [] for p in PROVIDERS}
+    for _ in range(args.rounds):
+        for p, step in steps.items():
+            t0 = time.perf_counter()
+            step()
+            times[p].append(time.perf_counter() - t0)
+    med = {p: statistics.median(v) for p, v in times.items()}
+    print(f"{args.config}, CPU batch {batch}, k = {FRAMES_OUT}, {args.threads} threads, {args.rounds} interleaved rounds")
+    for p in PROVIDERS:
+        print(f"  {p:18s} median {1e3 * med[p]:7.1f} ms  {batch * FRAMES_OUT / med[p]:8.0f} frames/s")
+    print(f"  fastpose / videopose3d-style: {med[PROVIDERS[0]] / med[PROVIDERS[1]]:.2f}x")
+
+
+if __name__ == "__main__":
+    _probe()
