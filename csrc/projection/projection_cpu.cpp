@@ -22,22 +22,10 @@ constexpr int64_t kParallelMinPoints = 65536;
 
 int resolve_threads(int threads) { return threads > 0 ? threads : omp_get_max_threads(); }
 
-template <typename T>
-FP_CPU_CLONES void forward_run(const T* __restrict p, int64_t n, const Camera<T> c, T* __restrict out) {
-#pragma omp simd
-  for (int64_t i = 0; i < n; ++i) {
-    T ox, oy;
-    project_point(p[3 * i], p[3 * i + 1], p[3 * i + 2], c, ox, oy);
-    out[2 * i] = ox;
-    out[2 * i + 1] = oy;
-  }
-}
-
-// Interleaved (x, y, z) stores of the L = 64 / sizeof(T) gradients computed in lanes: the lane
-// math stays a separate `omp simd` loop (it vectorises), and the three lane vectors are
-// interleaved by two-source permutes into three full vectors (AVX-512: two vpermt2ps each) and
-// stored whole. Written as a loop of stride-3 scalar stores, GCC extracted every lane on its own
-// (48 extracts + scalar stores per 16 float points; ~40 % of the fused loss-and-gradient pass).
+// Interleaved (x, y, z) stores of L = 64 / sizeof(T) gradients held in three lane vectors: two
+// two-source permutes per output vector (AVX-512: vpermt2ps/pd), three full stores. Written as a
+// loop of stride-3 scalar stores, GCC extracted every lane on its own (48 extracts + scalar stores
+// per 16 float points, ~40 % of the fused loss-and-gradient pass).
 // Output vector k (k = 0, 1, 2) holds elements s = k L + i (i < L) of the interleaved stream:
 // component s % 3 of point s / 3.
 template <typename T>
@@ -71,27 +59,175 @@ __attribute__((always_inline)) inline void store_xyz_part(T* __restrict dst, con
 
 // gp[3 l + c] = (gx, gy, gz)[c][l] for l < L.
 template <typename T>
-__attribute__((always_inline)) inline void store_xyz(T* __restrict gp, const T* gx, const T* gy, const T* gz) {
-  const FpVec<T> vx = fp_vload(gx), vy = fp_vload(gy), vz = fp_vload(gz);
+__attribute__((always_inline)) inline void store_xyz_vec(T* __restrict gp, const FpVec<T>& vx, const FpVec<T>& vy,
+                                                         const FpVec<T>& vz) {
   constexpr auto lanes = std::make_integer_sequence<int, fp_vec_lanes<T>()>{};
   store_xyz_part<T, 0>(gp, vx, vy, vz, lanes);
   store_xyz_part<T, 1>(gp, vx, vy, vz, lanes);
   store_xyz_part<T, 2>(gp, vx, vy, vz, lanes);
 }
 
+// ---- explicit lane vectors (FpVec<T>: 16 float / 8 double lanes) ---------------------------------
+// The per-point formulas of projection.h written on whole vectors, operation for operation in the
+// same order (this file is compiled without FMA contraction), so lane l is bit-identical to the
+// scalar functions on point l -- the scalar functions still handle each run's tail. Why not an
+// `omp simd` loop over the scalar functions: GCC vectorised it, but with the nine camera values
+// and the permute masks spilled and reloaded every block (~170 instructions per 16 float points);
+// with explicit vectors they stay in registers.
+template <typename T>
+using Vec = FpVec<T>;
+
+template <typename T>
+struct CameraLanes {
+  Vec<T> fx, fy, cx, cy, k1, k2, k3, pa, pb;
+};
+
+template <typename T>
+__attribute__((always_inline)) inline CameraLanes<T> splat_camera(const Camera<T>& c) {
+  return CameraLanes<T>{fp_vsplat(c.fx), fp_vsplat(c.fy), fp_vsplat(c.cx), fp_vsplat(c.cy), fp_vsplat(c.k1),
+                        fp_vsplat(c.k2), fp_vsplat(c.k3), fp_vsplat(c.pa), fp_vsplat(c.pb)};
+}
+
+// Deinterleave of the 3 L values (x0 y0 z0 x1 ...) of L points held in v0, v1, v2: component c of
+// point l is stream element s = 3 l + c; step 1 takes it from (v0, v1) when s < 2 L (index s),
+// step 2 from v2 otherwise (index L + s - 2 L) and keeps step 1's lane l elsewhere.
+constexpr int xyz_load_index_01(int L, int c, int l) { return 3 * l + c < 2 * L ? 3 * l + c : 0; }
+constexpr int xyz_load_index_2(int L, int c, int l) { return 3 * l + c >= 2 * L ? 3 * l + c - L : l; }
+
+template <typename T, int C, int... I>
+__attribute__((always_inline)) inline Vec<T> xyz_component(const Vec<T>& v0, const Vec<T>& v1, const Vec<T>& v2,
+                                                           std::integer_sequence<int, I...>) {
+  using M = typename LaneIndexOf<T>::type;
+  constexpr int L = static_cast<int>(sizeof...(I));
+  const M m01 = {xyz_load_index_01(L, C, I)...};
+  const M m2 = {xyz_load_index_2(L, C, I)...};
+  return __builtin_shuffle(__builtin_shuffle(v0, v1, m01), v2, m2);
+}
+
+// (x, y, z) lanes of the L points at p (3 L values).
+template <typename T>
+__attribute__((always_inline)) inline void load_xyz(const T* __restrict p, Vec<T>& x, Vec<T>& y, Vec<T>& z) {
+  constexpr int L = fp_vec_lanes<T>();
+  const Vec<T> v0 = fp_vload(p), v1 = fp_vload(p + L), v2 = fp_vload(p + 2 * L);
+  constexpr auto lanes = std::make_integer_sequence<int, L>{};
+  x = xyz_component<T, 0>(v0, v1, v2, lanes);
+  y = xyz_component<T, 1>(v0, v1, v2, lanes);
+  z = xyz_component<T, 2>(v0, v1, v2, lanes);
+}
+
+// (u, v) lanes of the L pairs at q (2 L values): element 2 l + c of (v0, v1).
+template <typename T, int... I>
+__attribute__((always_inline)) inline void load_xy_pairs(const T* __restrict q, Vec<T>& a, Vec<T>& b,
+                                                         std::integer_sequence<int, I...>) {
+  using M = typename LaneIndexOf<T>::type;
+  constexpr int L = static_cast<int>(sizeof...(I));
+  const Vec<T> v0 = fp_vload(q), v1 = fp_vload(q + L);
+  const M even = {(2 * I)...}, odd = {(2 * I + 1)...};
+  a = __builtin_shuffle(v0, v1, even);
+  b = __builtin_shuffle(v0, v1, odd);
+}
+
+// Interleaved store of L pairs: output vector k holds elements 2 l + c = k L + i.
+template <typename T, int... I>
+__attribute__((always_inline)) inline void store_xy_pairs(T* __restrict q, const Vec<T>& a, const Vec<T>& b,
+                                                          std::integer_sequence<int, I...>) {
+  using M = typename LaneIndexOf<T>::type;
+  constexpr int L = static_cast<int>(sizeof...(I));
+  const M lo = {((I % 2) * L + I / 2)...}, hi = {((I % 2) * L + (L + I) / 2)...};
+  fp_vstore(q, __builtin_shuffle(a, b, lo));
+  fp_vstore(q + L, __builtin_shuffle(a, b, hi));
+}
+
+template <typename T>
+__attribute__((always_inline)) inline Vec<T> vsqrt(Vec<T> x) {
+  Vec<T> r;
+  for (int l = 0; l < fp_vec_lanes<T>(); ++l) r[l] = std::sqrt(x[l]);  // vsqrtps/pd (no errno)
+  return r;
+}
+
+// clamp_unit on lanes: t < -1 ? -1 : (t > 1 ? 1 : t); NaN passes through.
+template <typename T>
+__attribute__((always_inline)) inline Vec<T> vclamp_unit(Vec<T> t) {
+  const Vec<T> one = fp_vsplat(T(1)), mone = fp_vsplat(T(-1));
+  return t < mone ? mone : (t > one ? one : t);
+}
+
+// project_point on lanes; also returns the intermediates the gradient reuses (bit-identical: the
+// scalar backward recomputes exactly these expressions).
+template <typename T>
+struct ProjLanes {
+  Vec<T> bx, by, u, v, r2, s, ox, oy;
+};
+
+template <typename T>
+__attribute__((always_inline)) inline ProjLanes<T> vproject(Vec<T> x, Vec<T> y, Vec<T> z, const CameraLanes<T>& c) {
+  ProjLanes<T> q;
+  q.bx = x / z;
+  q.by = y / z;
+  q.u = vclamp_unit<T>(q.bx);
+  q.v = vclamp_unit<T>(q.by);
+  q.r2 = q.u * q.u + q.v * q.v;
+  const Vec<T> radial = T(1) + q.r2 * (c.k1 + q.r2 * (c.k2 + q.r2 * c.k3));
+  q.s = radial + (c.pa * q.u + c.pb * q.v);
+  q.ox = c.fx * (q.u * q.s + c.pa * q.r2) + c.cx;
+  q.oy = c.fy * (q.v * q.s + c.pb * q.r2) + c.cy;
+  return q;
+}
+
+// project_point_backward on lanes, from vproject's intermediates.
+template <typename T>
+__attribute__((always_inline)) inline void vproject_backward(const ProjLanes<T>& q, Vec<T> z, const CameraLanes<T>& c,
+                                                             Vec<T> go_x, Vec<T> go_y, Vec<T>& gx, Vec<T>& gy,
+                                                             Vec<T>& gz) {
+  const Vec<T> rp = c.k1 + q.r2 * (T(2) * c.k2 + T(3) * c.k3 * q.r2);
+  const Vec<T> a = go_x * c.fx, b = go_y * c.fy;
+  const Vec<T> cc = a * q.u + b * q.v, qq = a * c.pa + b * c.pb;
+  Vec<T> gu = a * q.s + cc * (T(2) * q.u * rp + c.pa) + T(2) * q.u * qq;
+  Vec<T> gv = b * q.s + cc * (T(2) * q.v * rp + c.pb) + T(2) * q.v * qq;
+  // zero where the clamp is active: -1 <= bx <= 1 exactly when clamp(bx) == bx (false for NaN,
+  // as the scalar test; one compare per lane vector where GCC scalarised the two-sided test)
+  const Vec<T> zero{};
+  gu = q.u == q.bx ? gu : zero;
+  gv = q.v == q.by ? gv : zero;
+  const Vec<T> iz = T(1) / z;
+  gx = gu * iz;
+  gy = gv * iz;
+  gz = -(gu * q.bx + gv * q.by) * iz;
+}
+
+template <typename T>
+FP_CPU_CLONES void forward_run(const T* __restrict p, int64_t n, const Camera<T> c, T* __restrict out) {
+  constexpr int L = fp_vec_lanes<T>();
+  constexpr auto lanes = std::make_integer_sequence<int, L>{};
+  const CameraLanes<T> cv = splat_camera(c);
+  int64_t i = 0;
+  for (; i + L <= n; i += L) {
+    Vec<T> x, y, z;
+    load_xyz(p + 3 * i, x, y, z);
+    const ProjLanes<T> q = vproject(x, y, z, cv);
+    store_xy_pairs(out + 2 * i, q.ox, q.oy, lanes);
+  }
+  for (; i < n; ++i) {
+    T ox, oy;
+    project_point(p[3 * i], p[3 * i + 1], p[3 * i + 2], c, ox, oy);
+    out[2 * i] = ox;
+    out[2 * i + 1] = oy;
+  }
+}
+
 template <typename T>
 FP_CPU_CLONES void backward_run(const T* __restrict go, const T* __restrict p, int64_t n, const Camera<T> c,
                                 T* __restrict gp) {
-  constexpr int L = 64 / sizeof(T);
+  constexpr int L = fp_vec_lanes<T>();
+  constexpr auto lanes = std::make_integer_sequence<int, L>{};
+  const CameraLanes<T> cv = splat_camera(c);
   int64_t i = 0;
   for (; i + L <= n; i += L) {
-    T gx[L], gy[L], gz[L];
-#pragma omp simd
-    for (int l = 0; l < L; ++l) {
-      const int64_t j = i + l;
-      project_point_backward(p[3 * j], p[3 * j + 1], p[3 * j + 2], c, go[2 * j], go[2 * j + 1], gx[l], gy[l], gz[l]);
-    }
-    store_xyz<T>(gp + 3 * i, gx, gy, gz);
+    Vec<T> x, y, z, gox, goy, gx, gy, gz;
+    load_xyz(p + 3 * i, x, y, z);
+    load_xy_pairs(go + 2 * i, gox, goy, lanes);
+    vproject_backward(vproject(x, y, z, cv), z, cv, gox, goy, gx, gy, gz);
+    store_xyz_vec(gp + 3 * i, gx, gy, gz);
   }
   for (; i < n; ++i) {
     T gx, gy, gz;
@@ -103,38 +239,51 @@ FP_CPU_CLONES void backward_run(const T* __restrict go, const T* __restrict p, i
 }
 
 // Sum over a run of w * ||proj - kp|| (in T lanes, then double) and, if kGrad, the gradient.
-// kWeighted is a template flag, not a null-pointer test inside the loop: the test defeats the
-// vectoriser (measured 6x slower).
+// kWeighted is a template flag, not a null-pointer test inside the loop (a branch per point).
+// Lane sums: acc[l] over the points l, l + L, ...; the tail adds to lane 0; then the lanes are
+// added pairwise (L/2 apart, then L/4, ...), as the scalar formulation did.
 template <typename T, bool kGrad, bool kWeighted>
 FP_CPU_CLONES double reproj_run(const T* __restrict p, const T* __restrict kp, const T* __restrict wt, int64_t n,
                                 const Camera<T> c, T scale, T* __restrict gp) {
-  constexpr int L = 64 / sizeof(T);
-  T acc[L];
-  for (int l = 0; l < L; ++l) acc[l] = T(0);
+  constexpr int L = fp_vec_lanes<T>();
+  constexpr auto lanes = std::make_integer_sequence<int, L>{};
+  const CameraLanes<T> cv = splat_camera(c);
+  const Vec<T> vscale = fp_vsplat(scale), zero{};
+  Vec<T> acc{};
   int64_t i = 0;
   for (; i + L <= n; i += L) {
-    T gx[L], gy[L], gz[L];
-#pragma omp simd
-    for (int l = 0; l < L; ++l) {
-      const int64_t j = i + l;
-      acc[l] += reprojection_point(p[3 * j], p[3 * j + 1], p[3 * j + 2], c, kp[2 * j], kp[2 * j + 1],
-                                   kWeighted ? wt[j] : T(1), scale, kGrad, gx[l], gy[l], gz[l]);
+    Vec<T> x, y, z, kx, ky;
+    load_xyz(p + 3 * i, x, y, z);
+    load_xy_pairs(kp + 2 * i, kx, ky, lanes);
+    const ProjLanes<T> q = vproject(x, y, z, cv);
+    const Vec<T> ex = q.ox - kx, ey = q.oy - ky;
+    const Vec<T> nrm = vsqrt<T>(ex * ex + ey * ey);
+    Vec<T> w = fp_vsplat(T(1));
+    if constexpr (kWeighted) w = fp_vload(wt + i);
+    acc += w * nrm;
+    if constexpr (kGrad) {
+      // d||e|| / de = e / ||e||, 0 at e = 0 (and for NaN): the division's other lanes are discarded
+      const Vec<T> k = nrm > zero ? w * vscale / nrm : zero;
+      Vec<T> gx, gy, gz;
+      vproject_backward(q, z, cv, k * ex, k * ey, gx, gy, gz);
+      store_xyz_vec(gp + 3 * i, gx, gy, gz);
     }
-    if constexpr (kGrad) store_xyz<T>(gp + 3 * i, gx, gy, gz);
   }
+  T part[L];
+  std::memcpy(part, &acc, sizeof(part));
   for (; i < n; ++i) {
     T gx, gy, gz;
-    acc[0] += reprojection_point(p[3 * i], p[3 * i + 1], p[3 * i + 2], c, kp[2 * i], kp[2 * i + 1],
-                                 kWeighted ? wt[i] : T(1), scale, kGrad, gx, gy, gz);
+    part[0] += reprojection_point(p[3 * i], p[3 * i + 1], p[3 * i + 2], c, kp[2 * i], kp[2 * i + 1],
+                                  kWeighted ? wt[i] : T(1), scale, kGrad, gx, gy, gz);
     if constexpr (kGrad) {
       gp[3 * i] = gx;
       gp[3 * i + 1] = gy;
       gp[3 * i + 2] = gz;
     }
   }
-  for (int w = L / 2; w >= 1; w /= 2)
-    for (int l = 0; l < w; ++l) acc[l] += acc[l + w];
-  return static_cast<double>(acc[0]);
+  for (int h = L / 2; h >= 1; h /= 2)
+    for (int l = 0; l < h; ++l) part[l] += part[l + h];
+  return static_cast<double>(part[0]);
 }
 
 // Calls fn(first_point, count, camera) for every run of points of chunk [p0, p1) sharing a camera:
