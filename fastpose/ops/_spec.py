@@ -209,7 +209,21 @@ def _resolve(shape: tuple, sizes: dict[str, object]) -> tuple[int, ...]:
 def validate(op: str, *values: object) -> tuple:
     """Check the public op's arguments against its spec and return them as the backends take them
     (positional, defaults resolved, secondary tensors cast to the accumulation dtype, sigma a
-    float). Each error names the op, the argument, what was expected and what was received."""
+    float). Each error names the op, the argument, what was expected and what was received.
+
+    Every call first tries :func:`_validate_fast` (the per-spec constants precomputed, ~1.5 us on
+    the usual arguments); anything it does not accept outright goes through the full checks below,
+    which return the same values or raise the error."""
+    plan = _FAST_PLANS.get(op)
+    if plan is not None:
+        out = _validate_fast(plan, values)
+        if out is not None:
+            return out
+    return _validate_full(op, *values)
+
+
+def _validate_full(op: str, *values: object) -> tuple:
+    """:func:`validate`, every check spelled out (the path of anything unusual, and of every error)."""
     s = spec(op)
     main = s.main
     if main.shape and main.shape[0] == "*L":
@@ -235,10 +249,134 @@ def validate(op: str, *values: object) -> tuple:
     return tuple(out)
 
 
+# ---- the validation fast path -------------------------------------------------------------------
+#
+# validate() runs on every call of a public op; on a tiny input the whole native forward is ~15 us,
+# so the spec walk (symbol binding, shape resolution, per-kind dispatch) is precomputed per op:
+# each secondary tensor's expected shape becomes a function of the main input's shape, e.g.
+# joints (B, J, 2) of heatmaps (B, J, H, W) -> (*heatmaps.shape[0:2], 2).
+
+
+def _slices(main_shape: tuple) -> dict[str, slice]:
+    """Each size symbol of the main input's declared shape -> the slice of its actual shape it binds."""
+    if main_shape and main_shape[0] == "*L":
+        tail = main_shape[1:]
+        out = {"*L": slice(0, -len(tail))}
+        for i, sym in enumerate(tail):
+            if isinstance(sym, str):
+                out[sym] = slice(i - len(tail), (i - len(tail) + 1) or None)
+        return out
+    return {sym: slice(i, i + 1) for i, sym in enumerate(main_shape)}
+
+
+def _shape_of(arg_shape: tuple, main_shape: tuple):
+    """``main.shape -> expected shape`` of an argument declared ``arg_shape`` (symbols of the main
+    input's declared ``main_shape``, and ints); adjacent symbols become one slice."""
+    pos = _slices(main_shape)
+    pieces: list[object] = []  # slices of the main's shape and int constants, in order
+    for sym in arg_shape:
+        if isinstance(sym, int):
+            pieces.append(sym)
+            continue
+        sl = pos[sym]
+        last = pieces[-1] if pieces else None
+        if isinstance(last, slice) and last.stop is not None and last.stop == sl.start:
+            pieces[-1] = slice(last.start, sl.stop)
+        else:
+            pieces.append(sl)
+    if len(pieces) == 1 and isinstance(pieces[0], slice):
+        (a,) = pieces
+        return lambda shape: tuple(shape[a])
+    if len(pieces) == 2 and isinstance(pieces[0], slice) and isinstance(pieces[1], int):
+        a, c = pieces
+        return lambda shape: (*shape[a], c)
+
+    def general(shape):
+        out: list[int] = []
+        for p in pieces:
+            if isinstance(p, slice):
+                out += shape[p]
+            else:
+                out.append(p)
+        return tuple(out)
+
+    return general
+
+
+def _fast_plan(s: OpSpec) -> tuple:
+    """(main ndim or None, main min ndim, main last dim or None, ((kind, optional, shape fn), ...))."""
+    shape = s.main.shape
+    if shape and shape[0] == "*L":
+        fixed = shape[1:]
+        main = (None, len(fixed), fixed[-1] if isinstance(fixed[-1], int) else None)
+    else:
+        main = (len(shape), len(shape), None)
+    rest = tuple((a.kind, a.optional, _shape_of(a.shape, shape) if a.kind == "tensor" else None)
+                 for a in s.args[1:])
+    return (*main, rest)
+
+
+_FLOATS = frozenset(_v._FLOATS)
+_REDUCTIONS = frozenset(("mean", "sum", "none"))
+_INF = float("inf")
+
+
+def _validate_fast(plan: tuple, values: tuple) -> tuple | None:
+    """:func:`validate`'s result when every argument is of the usual form and valid (tensors of the
+    right type, shape, device and grad state; sigma a finite positive Python float or int; a known
+    reduction), else None: the caller then runs the full checks, which raise the right error (or
+    return the same result for an unusual but valid argument, e.g. sigma as a one-element tensor)."""
+    ndim, min_ndim, last, rest = plan
+    if len(values) != len(rest) + 1:
+        return None
+    x = values[0]
+    if not isinstance(x, torch.Tensor) or x.dtype not in _FLOATS:
+        return None
+    d = x.dim()
+    if (d != ndim) if ndim is not None else (d < min_ndim or (last is not None and x.shape[-1] != last)):
+        return None
+    out: list[object] = [x]
+    acc = None
+    for (kind, optional, shape_of), val in zip(rest, values[1:], strict=True):
+        if kind == "tensor":
+            if val is None and optional:
+                out.append(None)
+                continue
+            if (not isinstance(val, torch.Tensor) or not val.is_floating_point() or val.shape != shape_of(x.shape)
+                    or val.device != x.device or (val.requires_grad and torch.is_grad_enabled())):
+                return None
+            if acc is None:
+                acc = torch.float64 if x.dtype is torch.float64 else torch.float32  # _rows.acc_dtype
+            out.append(val if val.dtype is acc else val.to(acc))  # .to returns val itself then too
+        elif kind == "sigma":
+            if type(val) is float or type(val) is int:  # exact types: bool is refused
+                val = float(val)
+                if 0.0 < val < _INF:
+                    out.append(val)
+                    continue
+            return None
+        elif kind == "reduction":
+            if type(val) is not str or val not in _REDUCTIONS:
+                return None
+            out.append(val)
+        elif kind == "camera":  # (*C, 9), leading dims broadcasting to the points' (_v.camera_tensor)
+            if not isinstance(val, torch.Tensor) or not _v.camera_ok(val, x):
+                return None
+            if acc is None:
+                acc = torch.float64 if x.dtype is torch.float64 else torch.float32
+            out.append(val if val.dtype is acc else val.to(acc))
+        else:  # a kind this fast path does not know: the full checks decide
+            return None
+    return tuple(out)
+
+
 def output_shapes(op: str, sizes: dict[str, object]) -> list[tuple[int, ...]]:
     """Output shapes of ``op`` for the size symbols ``sizes`` (e.g. {"B": 8, "J": 18, ...};
     points ops: {"*L": (N, T), "J": 17})."""
     return [_resolve(shape, sizes) for _name, shape in spec(op).outputs]
+
+
+_FAST_PLANS: dict[str, tuple] = {name: _fast_plan(s) for name, s in SPECS.items()}
 
 
 # ---- inputs for tests, the self-check and benchmarks --------------------------------------------

@@ -123,3 +123,19 @@ def camera_tensor(op: str, camera: object, points: torch.Tensor) -> torch.Tensor
     same_device(op, "camera", camera, "points", points)
     no_grad(op, "camera", camera)
     return camera.to(acc_dtype(points.dtype))
+
+
+def camera_ok(camera: torch.Tensor, points: torch.Tensor) -> bool:
+    """Whether :func:`camera_tensor` accepts the tensor ``camera`` for ``points``: its checks as one
+    boolean, without building messages (the hot path of ``fastpose.ops._spec.validate``)."""
+    if not camera.is_floating_point() or camera.dim() < 1 or camera.shape[-1] != 9:
+        return False
+    lead = points.shape[:-2]
+    cam_lead = camera.shape[:-1]
+    k = len(lead) - len(cam_lead)
+    if k < 0:
+        return False
+    for c, n in zip(cam_lead, lead[k:], strict=True):
+        if c != 1 and c != n:
+            return False
+    return camera.device == points.device and not (camera.requires_grad and torch.is_grad_enabled())
