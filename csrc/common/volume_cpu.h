@@ -73,32 +73,76 @@ inline T tree_sum(T* a) {
   return a[0];
 }
 
-// The largest of n values (any n; NaN-free input: a NaN compares false and is skipped, as in the
-// scalar loop it replaces). Lane-wise maxima over L-value vectors, then a fixed-order tree.
+// A vector of B bytes of T (B = 64: FpVec<T>; the halves used by the lane reductions below).
+template <typename T, int B>
+struct VecBytes {
+  typedef T type __attribute__((vector_size(B)));
+};
+
+// Lane reductions of a B-byte vector by halves: lanes [0, L/2) op= lanes [L/2, L), then the same on
+// the lower half, down to one lane. The order of tree_sum (a[l] op= a[l + w], w = L/2, ..., 1), so
+// results are bit-identical to it, but on half vectors in registers instead of a round trip through
+// memory and a scalar loop (once per block of ~1024 values: it was ~10 % of a 64x64 softmax pass).
+template <typename T, int B>
+__attribute__((always_inline)) inline T half_sum(typename VecBytes<T, B>::type v) {
+  if constexpr (B == 2 * int(sizeof(T))) {
+    return v[0] + v[1];
+  } else {
+    typename VecBytes<T, B / 2>::type lo, hi;
+    std::memcpy(&lo, &v, B / 2);
+    std::memcpy(&hi, reinterpret_cast<const char*>(&v) + B / 2, B / 2);
+    return half_sum<T, B / 2>(lo + hi);
+  }
+}
+// The same with max: a NaN in the upper half compares false and is skipped, as in line_max.
+template <typename T, int B>
+__attribute__((always_inline)) inline T half_max(typename VecBytes<T, B>::type v) {
+  if constexpr (B == 2 * int(sizeof(T))) {
+    return v[1] > v[0] ? v[1] : v[0];
+  } else {
+    typename VecBytes<T, B / 2>::type lo, hi;
+    std::memcpy(&lo, &v, B / 2);
+    std::memcpy(&hi, reinterpret_cast<const char*>(&v) + B / 2, B / 2);
+    return half_max<T, B / 2>(hi > lo ? hi : lo);
+  }
+}
+
+// The largest of n values (any n; a NaN compares false and is skipped, as in the scalar loop this
+// replaced). Four independent lane-wise maxima over L-value vectors (one chain of dependent vmaxps
+// per 1024-value block was ~20 % of a 64x64 soft-argmax forward: latency, not throughput), then
+// the rest of the line and a fixed-order tree. The maximum of a set does not depend on the order it
+// is taken in, except that +0 and -0 may swap -- which changes no exp() and no coordinate.
 template <typename T>
 __attribute__((always_inline)) inline T line_max(const T* __restrict xl, int64_t n) {
   constexpr int L = fp_vec_lanes<T>();
   using V = FpVec<T>;
-  V mx = fp_vsplat(fp_neg_inf<T>());
+  const V ninf = fp_vsplat(fp_neg_inf<T>());
+  V m0 = ninf, m1 = ninf, m2 = ninf, m3 = ninf;
   int64_t i = 0;
+  for (; i + 4 * L <= n; i += 4 * L) {
+    const V v0 = fp_vload(xl + i), v1 = fp_vload(xl + i + L), v2 = fp_vload(xl + i + 2 * L),
+            v3 = fp_vload(xl + i + 3 * L);
+    m0 = v0 > m0 ? v0 : m0;
+    m1 = v1 > m1 ? v1 : m1;
+    m2 = v2 > m2 ? v2 : m2;
+    m3 = v3 > m3 ? v3 : m3;
+  }
   for (; i + L <= n; i += L) {
     const V v = fp_vload(xl + i);
-    mx = v > mx ? v : mx;
+    m0 = v > m0 ? v : m0;
   }
-  T a[L];
-  fp_vstore(a, mx);
-  for (; i < n; ++i) a[0] = xl[i] > a[0] ? xl[i] : a[0];
-  for (int w = L / 2; w >= 1; w /= 2)
-    for (int l = 0; l < w; ++l) a[l] = a[l + w] > a[l] ? a[l + w] : a[l];
-  return a[0];
+  m0 = m1 > m0 ? m1 : m0;
+  m2 = m3 > m2 ? m3 : m2;
+  m0 = m2 > m0 ? m2 : m0;
+  T mx = half_max<T, 64>(m0);
+  for (; i < n; ++i) mx = xl[i] > mx ? xl[i] : mx;
+  return mx;
 }
 
 // Fixed-order pairwise reduction of one vector's lanes (the order of tree_sum).
 template <typename T>
 __attribute__((always_inline)) inline T vec_sum(const FpVec<T>& v) {
-  T a[fp_vec_lanes<T>()];
-  fp_vstore(a, v);
-  return tree_sum<T, fp_vec_lanes<T>()>(a);
+  return half_sum<T, 64>(v);
 }
 
 // Forward over lines [line0, line1) of one row. x points at the row's first value.
