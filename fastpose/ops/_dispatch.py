@@ -108,6 +108,12 @@ class Impl:
     reasons: Callable[..., list[str]] | None = None
     note: str = ""
 
+    def serves(self, device_type: str, tensor: torch.Tensor, args: tuple) -> bool:
+        """``not self.not_supported_reasons(tensor, *args)`` without building messages (the hot path
+        of :func:`select_backend`); ``device_type`` is ``tensor.device.type``, read once by the caller."""
+        return ((self.devices is None or device_type in self.devices) and tensor.dtype in self.dtypes
+                and (self.reasons is None or not self.reasons(*args)))
+
     def not_supported_reasons(self, tensor: torch.Tensor, *args, **kwargs) -> list[str]:
         out: list[str] = []
         if self.devices is not None and tensor.device.type not in self.devices:
@@ -241,7 +247,30 @@ def not_supported_reasons(op: str, backend: str, tensor: torch.Tensor, *args, **
 
 
 def select_backend(op: str, tensor: torch.Tensor, args: tuple, backend: str | None = None) -> Impl:
-    """Pick the implementation of ``op`` for these arguments (see the module docstring)."""
+    """Pick the implementation of ``op`` for these arguments (see the module docstring).
+
+    Runs on every op call, so the usual outcome (the requested or first-priority backend serves the
+    input) is decided with boolean checks (:meth:`Impl.serves`); anything else -- a skipped backend,
+    an unknown name, an input no backend serves -- goes through :func:`_select_explained`, which
+    makes the same choice and builds the messages."""
+    requested = backend
+    if requested is None:
+        stack = _current_stack()
+        requested = stack[-1] if stack else (os.environ.get("FASTPOSE_BACKEND", "") or None)
+    impls = _REGISTRY.impls.get(op)
+    if impls is not None:
+        device_type = tensor.device.type
+        if requested is None:  # the preferred backend, when it serves the input (nothing skipped)
+            requested = PRIORITY.get(device_type, _DEFAULT_PRIORITY)[0]
+        impl = impls.get(requested)
+        if impl is not None and impl.serves(device_type, tensor, args):
+            return impl
+    return _select_explained(op, tensor, args, backend)
+
+
+def _select_explained(op: str, tensor: torch.Tensor, args: tuple, backend: str | None) -> Impl:
+    """:func:`select_backend` spelled out, with the reasons of every refusal and skip."""
+    _check_op(op)
     requested, source = backend, "backend="
     stack = _current_stack() if requested is None else ()
     if requested is None and stack:
