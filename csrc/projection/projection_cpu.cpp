@@ -1,7 +1,9 @@
 // project_to_2d / reprojection_loss on the CPU: OpenMP over fixed chunks of points; inside a chunk,
-// runs of points that share a camera are processed with the camera held in registers (the inner
-// loops vectorise). The reprojection loss is summed per chunk in double and the chunk sums are
-// added in chunk order, so the result does not depend on the number of threads.
+// blocks of L = 64 / sizeof(T) consecutive points are computed on explicit lane vectors, each lane
+// with its own point's camera (CameraWalk: one camera per sequence or per frame alike), and the
+// last < L points of a chunk with the scalar formulas of projection.h. The reprojection loss is
+// summed per chunk (T lanes, then double) and the chunk sums are added in chunk order, so the
+// result does not depend on the number of threads.
 #include <omp.h>
 
 #include <algorithm>
@@ -195,63 +197,132 @@ __attribute__((always_inline)) inline void vproject_backward(const ProjLanes<T>&
   gz = -(gu * q.bx + gv * q.by) * iz;
 }
 
+// The camera lanes of consecutive points, walking a chunk front to back. Points
+// [k cam_div, (k + 1) cam_div) use camera row k % ncams (projection.h: camera_row); `row` is the
+// row of the run holding the current point and `end` the first point after that run, both moved
+// forward incrementally (no integer division per block). A block of L points inside one run gets
+// that camera in every lane (splat); a block crossing one run boundary (cam_div >= L: one camera
+// per frame, cam_div = J = 17) takes the first camera in the lanes before the boundary and the
+// next one after it (a blend); a block crossing several (cam_div < L) is gathered lane by lane.
+// Lane l always holds exactly the camera values of its point, so results do not depend on how
+// points fall into blocks.
 template <typename T>
-FP_CPU_CLONES void forward_run(const T* __restrict p, int64_t n, const Camera<T> c, T* __restrict out) {
+struct CameraWalk {
+  const T* camera;
+  int64_t ncams, cam_div, row, end;
+
+  CameraWalk(const T* cam, int64_t nc, int64_t div, int64_t p0)
+      : camera(cam), ncams(nc), cam_div(div), row((p0 / div) % nc), end((p0 / div + 1) * div) {}
+
+  int64_t next_row(int64_t r) const { return r + 1 == ncams ? 0 : r + 1; }
+
+  __attribute__((always_inline)) void advance_to(int64_t i) {
+    while (i >= end) {
+      row = next_row(row);
+      end += cam_div;
+    }
+  }
+
+  // The camera of point i (i never decreases between calls).
+  __attribute__((always_inline)) Camera<T> at(int64_t i) {
+    advance_to(i);
+    return load_camera<T>(camera + row * kCam);
+  }
+
+  // The camera lanes of points [i, i + L).
+  __attribute__((always_inline)) CameraLanes<T> lanes(int64_t i) {
+    constexpr int L = fp_vec_lanes<T>();
+    advance_to(i);
+    const CameraLanes<T> a = splat_camera(load_camera<T>(camera + row * kCam));
+    if (i + L <= end) return a;
+    if (i + L <= end + cam_div) {
+      const CameraLanes<T> b = splat_camera(load_camera<T>(camera + next_row(row) * kCam));
+      const auto first = fp_viota<T>() < fp_vsplat(static_cast<T>(end - i));  // lanes before the boundary
+      return CameraLanes<T>{first ? a.fx : b.fx, first ? a.fy : b.fy, first ? a.cx : b.cx,
+                            first ? a.cy : b.cy, first ? a.k1 : b.k1, first ? a.k2 : b.k2,
+                            first ? a.k3 : b.k3, first ? a.pa : b.pa, first ? a.pb : b.pb};
+    }
+    T lane[kCam][L];
+    int64_t r = row, e = end;
+    for (int l = 0; l < L; ++l) {
+      while (i + l >= e) {
+        r = next_row(r);
+        e += cam_div;
+      }
+      for (int k = 0; k < kCam; ++k) lane[k][l] = camera[r * kCam + k];
+    }
+    return CameraLanes<T>{fp_vload(lane[0]), fp_vload(lane[1]), fp_vload(lane[2]), fp_vload(lane[3]),
+                          fp_vload(lane[4]), fp_vload(lane[5]), fp_vload(lane[6]), fp_vload(lane[7]),
+                          fp_vload(lane[8])};
+  }
+};
+
+// One chunk [p0, p1) of project_to_2d: blocks of L points, then the last < L points one by one.
+template <typename T>
+FP_CPU_CLONES void forward_chunk(const T* __restrict p, int64_t p0, int64_t p1, const T* camera, int64_t ncams,
+                                 int64_t cam_div, T* __restrict out) {
   constexpr int L = fp_vec_lanes<T>();
   constexpr auto lanes = std::make_integer_sequence<int, L>{};
-  const CameraLanes<T> cv = splat_camera(c);
-  int64_t i = 0;
-  for (; i + L <= n; i += L) {
+  CameraWalk<T> cams(camera, ncams, cam_div, p0);
+  int64_t i = p0;
+  for (; i + L <= p1; i += L) {
+    const CameraLanes<T> cv = cams.lanes(i);
     Vec<T> x, y, z;
     load_xyz(p + 3 * i, x, y, z);
     const ProjLanes<T> q = vproject(x, y, z, cv);
     store_xy_pairs(out + 2 * i, q.ox, q.oy, lanes);
   }
-  for (; i < n; ++i) {
+  for (; i < p1; ++i) {
     T ox, oy;
-    project_point(p[3 * i], p[3 * i + 1], p[3 * i + 2], c, ox, oy);
+    project_point(p[3 * i], p[3 * i + 1], p[3 * i + 2], cams.at(i), ox, oy);
     out[2 * i] = ox;
     out[2 * i + 1] = oy;
   }
 }
 
+// One chunk of the project_to_2d backward: grad_out (go) -> gradient on the points (gp).
 template <typename T>
-FP_CPU_CLONES void backward_run(const T* __restrict go, const T* __restrict p, int64_t n, const Camera<T> c,
-                                T* __restrict gp) {
+FP_CPU_CLONES void backward_chunk(const T* __restrict go, const T* __restrict p, int64_t p0, int64_t p1,
+                                  const T* camera, int64_t ncams, int64_t cam_div, T* __restrict gp) {
   constexpr int L = fp_vec_lanes<T>();
   constexpr auto lanes = std::make_integer_sequence<int, L>{};
-  const CameraLanes<T> cv = splat_camera(c);
-  int64_t i = 0;
-  for (; i + L <= n; i += L) {
+  CameraWalk<T> cams(camera, ncams, cam_div, p0);
+  int64_t i = p0;
+  for (; i + L <= p1; i += L) {
+    const CameraLanes<T> cv = cams.lanes(i);
     Vec<T> x, y, z, gox, goy, gx, gy, gz;
     load_xyz(p + 3 * i, x, y, z);
     load_xy_pairs(go + 2 * i, gox, goy, lanes);
     vproject_backward(vproject(x, y, z, cv), z, cv, gox, goy, gx, gy, gz);
     store_xyz_vec(gp + 3 * i, gx, gy, gz);
   }
-  for (; i < n; ++i) {
+  for (; i < p1; ++i) {
     T gx, gy, gz;
-    project_point_backward(p[3 * i], p[3 * i + 1], p[3 * i + 2], c, go[2 * i], go[2 * i + 1], gx, gy, gz);
+    project_point_backward(p[3 * i], p[3 * i + 1], p[3 * i + 2], cams.at(i), go[2 * i], go[2 * i + 1], gx, gy, gz);
     gp[3 * i] = gx;
     gp[3 * i + 1] = gy;
     gp[3 * i + 2] = gz;
   }
 }
 
-// Sum over a run of w * ||proj - kp|| (in T lanes, then double) and, if kGrad, the gradient.
-// kWeighted is a template flag, not a null-pointer test inside the loop (a branch per point).
-// Lane sums: acc[l] over the points l, l + L, ...; the tail adds to lane 0; then the lanes are
-// added pairwise (L/2 apart, then L/4, ...), as the scalar formulation did.
+// One chunk of the loss: sum of w * ||proj - kp|| over [p0, p1) and, if kGrad, its gradient times
+// `scale`. kWeighted is a template flag, not a null-pointer test inside the loop (a branch per
+// point). Summation: lane l of a T vector adds the points p0 + l, p0 + L + l, ... of the full
+// blocks; the last < L points are added to lane 0; then the lanes are added pairwise (L/2 apart,
+// then L/4, ...), and the chunk's sum is returned in double. Fixed per chunk, so independent of
+// the thread count.
 template <typename T, bool kGrad, bool kWeighted>
-FP_CPU_CLONES double reproj_run(const T* __restrict p, const T* __restrict kp, const T* __restrict wt, int64_t n,
-                                const Camera<T> c, T scale, T* __restrict gp) {
+FP_CPU_CLONES double reproj_chunk(const T* __restrict p, int64_t p0, int64_t p1, const T* camera, int64_t ncams,
+                                  int64_t cam_div, const T* __restrict kp, const T* __restrict wt, T scale,
+                                  T* __restrict gp) {
   constexpr int L = fp_vec_lanes<T>();
   constexpr auto lanes = std::make_integer_sequence<int, L>{};
-  const CameraLanes<T> cv = splat_camera(c);
+  CameraWalk<T> cams(camera, ncams, cam_div, p0);
   const Vec<T> vscale = fp_vsplat(scale), zero{};
   Vec<T> acc{};
-  int64_t i = 0;
-  for (; i + L <= n; i += L) {
+  int64_t i = p0;
+  for (; i + L <= p1; i += L) {
+    const CameraLanes<T> cv = cams.lanes(i);
     Vec<T> x, y, z, kx, ky;
     load_xyz(p + 3 * i, x, y, z);
     load_xy_pairs(kp + 2 * i, kx, ky, lanes);
@@ -271,9 +342,9 @@ FP_CPU_CLONES double reproj_run(const T* __restrict p, const T* __restrict kp, c
   }
   T part[L];
   std::memcpy(part, &acc, sizeof(part));
-  for (; i < n; ++i) {
+  for (; i < p1; ++i) {
     T gx, gy, gz;
-    part[0] += reprojection_point(p[3 * i], p[3 * i + 1], p[3 * i + 2], c, kp[2 * i], kp[2 * i + 1],
+    part[0] += reprojection_point(p[3 * i], p[3 * i + 1], p[3 * i + 2], cams.at(i), kp[2 * i], kp[2 * i + 1],
                                   kWeighted ? wt[i] : T(1), scale, kGrad, gx, gy, gz);
     if constexpr (kGrad) {
       gp[3 * i] = gx;
@@ -284,19 +355,6 @@ FP_CPU_CLONES double reproj_run(const T* __restrict p, const T* __restrict kp, c
   for (int h = L / 2; h >= 1; h /= 2)
     for (int l = 0; l < h; ++l) part[l] += part[l + h];
   return static_cast<double>(part[0]);
-}
-
-// Calls fn(first_point, count, camera) for every run of points of chunk [p0, p1) sharing a camera:
-// points [k cam_div, (k + 1) cam_div) use camera row k % ncams (projection.h: camera_row).
-template <typename T, typename Fn>
-void for_camera_runs(int64_t p0, int64_t p1, int64_t ncams, int64_t cam_div, const T* camera, Fn&& fn) {
-  int64_t i = p0;
-  while (i < p1) {
-    const int64_t k = i / cam_div;
-    const int64_t end = std::min(p1, (k + 1) * cam_div);
-    fn(i, end - i, load_camera<T>(camera + (k % ncams) * kCam));
-    i = end;
-  }
 }
 
 void check_common(int dtype, int64_t npoints, int64_t ncams, int64_t cam_div, const char* fn) {
@@ -315,9 +373,7 @@ void forward_impl(const T* points, int64_t npoints, const T* camera, int64_t nca
     if (npoints >= kParallelMinPoints)
   for (int64_t ch = 0; ch < chunks; ++ch) {
     const int64_t p0 = ch * kChunkPoints, p1 = std::min(npoints, p0 + kChunkPoints);
-    for_camera_runs(p0, p1, ncams, cam_div, camera, [&](int64_t i, int64_t n, const Camera<T>& c) {
-      forward_run<T>(points + 3 * i, n, c, out + 2 * i);
-    });
+    forward_chunk<T>(points, p0, p1, camera, ncams, cam_div, out);
   }
 }
 
@@ -329,9 +385,7 @@ void backward_impl(const T* go, const T* points, int64_t npoints, const T* camer
     if (npoints >= kParallelMinPoints)
   for (int64_t ch = 0; ch < chunks; ++ch) {
     const int64_t p0 = ch * kChunkPoints, p1 = std::min(npoints, p0 + kChunkPoints);
-    for_camera_runs(p0, p1, ncams, cam_div, camera, [&](int64_t i, int64_t n, const Camera<T>& c) {
-      backward_run<T>(go + 2 * i, points + 3 * i, n, c, gp + 3 * i);
-    });
+    backward_chunk<T>(go, points, p0, p1, camera, ncams, cam_div, gp);
   }
 }
 
@@ -349,21 +403,14 @@ void reproj_impl(const T* points, int64_t npoints, const T* camera, int64_t ncam
     if (npoints >= kParallelMinPoints)
   for (int64_t ch = 0; ch < chunks; ++ch) {
     const int64_t p0 = ch * kChunkPoints, p1 = std::min(npoints, p0 + kChunkPoints);
-    double s = 0.0;
-    for_camera_runs(p0, p1, ncams, cam_div, camera, [&](int64_t i, int64_t n, const Camera<T>& c) {
-      const T* pi = points + 3 * i;
-      const T* ki = kp + 2 * i;
-      T* gi = grad ? grad + 3 * i : nullptr;
-      if (wt && grad)
-        s += reproj_run<T, true, true>(pi, ki, wt + i, n, c, sc, gi);
-      else if (wt)
-        s += reproj_run<T, false, true>(pi, ki, wt + i, n, c, sc, gi);
-      else if (grad)
-        s += reproj_run<T, true, false>(pi, ki, nullptr, n, c, sc, gi);
-      else
-        s += reproj_run<T, false, false>(pi, ki, nullptr, n, c, sc, gi);
-    });
-    part[ch] = s;
+    if (wt && grad)
+      part[ch] = reproj_chunk<T, true, true>(points, p0, p1, camera, ncams, cam_div, kp, wt, sc, grad);
+    else if (wt)
+      part[ch] = reproj_chunk<T, false, true>(points, p0, p1, camera, ncams, cam_div, kp, wt, sc, grad);
+    else if (grad)
+      part[ch] = reproj_chunk<T, true, false>(points, p0, p1, camera, ncams, cam_div, kp, wt, sc, grad);
+    else
+      part[ch] = reproj_chunk<T, false, false>(points, p0, p1, camera, ncams, cam_div, kp, wt, sc, grad);
   }
   double total = 0.0;
   for (int64_t ch = 0; ch < chunks; ++ch) total += part[ch];
