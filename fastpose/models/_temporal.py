@@ -23,7 +23,7 @@ reproducible): when ``256 p`` is an integer (``p = 0.25`` -> 64) one random *byt
 element, ``keep = u >= 256 p`` (exactly ``P(keep) = 1 - p``); otherwise one random 32-bit word,
 ``keep = u >= round(p 2^32)`` (``P(keep)`` within ``2^-32`` of ``1 - p``). The bits come 8 bytes per
 draw (``int64.random_`` over the full range), ~20x cheaper than ``bernoulli_``. ReLU and dropout share
-one mask ``m = (z > 0) & keep``: ``y = m * z / (1 - p)``, ``dL/dz = m * dL/dy / (1 - p)``.
+one float mask ``m = keep * step(z) / (1 - p)``: ``y = m * z``, ``dL/dz = m * dL/dy``.
 
 Only the training forward of the strided path on the CPU uses this module; eval mode, the full
 (dilated) path and other devices keep ``nn.Conv1d`` / ``nn.BatchNorm1d`` / ``nn.Dropout`` unchanged
@@ -45,48 +45,95 @@ from torch import nn
 __all__: list[str] = []  # private helpers of fastpose.models.spgnet
 
 
-def _dropout_keep(shape: tuple[int, ...], p: float, device: torch.device) -> torch.Tensor:
-    """A bool keep-mask of ``shape`` with ``P(True) = 1 - p`` from raw random bits (see the module
-    docstring); ``p`` in (0, 1). Draws from torch's default generator of ``device``."""
+def _dropout_mask(shape: tuple[int, ...], p: float, device: torch.device) -> torch.Tensor:
+    """The scaled dropout mask: float32 of ``shape``, each element ``1 / (1 - p)`` with probability
+    ``1 - p``, else 0, from raw random bits (see the module docstring); ``p`` in (0, 1). Draws from
+    torch's default generator of ``device`` (``torch.manual_seed`` reproduces it).
+
+    With ``t = 256 p`` an integer, a random byte ``u`` is kept iff ``u >= t``, computed in float
+    arithmetic as ``clamp(u - (t - 1), 0, 1)`` (exact: u is an integer; on the CPU a uint8 -> float
+    conversion and three float passes cost ~1/6 of a bool comparison plus a bool -> float
+    conversion). Otherwise a random 32-bit word ``u`` is kept iff ``u >= round(p 2^32)``."""
     n = 1
     for s in shape:
         n *= int(s)
+    scale = 1.0 / (1.0 - p)
     byte_threshold = p * 256.0
     if byte_threshold == int(byte_threshold):  # exact with one byte per element
         words = torch.empty((n + 7) // 8, dtype=torch.int64, device=device).random_(-(2**63), None)
-        u = words.view(torch.uint8)[:n]
-        return (u >= int(byte_threshold)).view(shape)
+        u = words.view(torch.uint8)[:n].view(shape)
+        return u.to(torch.float32).sub_(int(byte_threshold) - 1).clamp_(0.0, 1.0).mul_(scale)
     # one 32-bit word per element: u uniform on [0, 2^32); as int32 s = u - 2^31
     words = torch.empty((n + 1) // 2, dtype=torch.int64, device=device).random_(-(2**63), None)
-    s = words.view(torch.int32)[:n]
+    s = words.view(torch.int32)[:n].view(shape)
     threshold = round(p * 2.0**32) - 2**31
-    return (s >= threshold).view(shape)
+    return (s >= threshold).to(torch.float32).mul_(scale)
 
 
-class _MaskedScale(torch.autograd.Function):
-    """``y = m * z * scale``; backward ``dL/dz = m * dL/dy * scale`` (m bool; only the mask is saved:
-    ReLU + dropout in one product each way)."""
+class _ReLUDropout(torch.autograd.Function):
+    """``y = relu(z) * k`` with k the scaled dropout mask (0 or 1 / (1 - p)); backward
+    ``dL/dz = dL/dy * m`` with ``m = k * step(z)`` (``step(z) = sign(relu(z))``, 0 or 1), the one
+    saved tensor: ReLU and dropout in one product each way, no bool tensors (slow on the CPU)."""
 
     @staticmethod
-    def forward(ctx, z: torch.Tensor, m: torch.Tensor, scale: float) -> torch.Tensor:
+    def forward(ctx, z: torch.Tensor, k: torch.Tensor, inplace: bool) -> torch.Tensor:
+        # in place when z is a BatchNorm output, which its backward does not read (no fresh pages)
+        if inplace:
+            ctx.mark_dirty(z)
+            r = z.relu_()
+        else:
+            r = torch.relu(z)
+        m = k.mul_(torch.sign(r))  # k is this call's own mask (_relu_dropout made it)
         ctx.save_for_backward(m)
-        ctx.scale = scale
-        # a product with the bool mask is one vectorised pass (where / masked_fill are ~6x slower on the CPU)
-        return (z * m).mul_(scale)
+        return r.mul_(m)
 
     @staticmethod
     def backward(ctx, g: torch.Tensor):
         (m,) = ctx.saved_tensors
-        return (g * m).mul_(ctx.scale), None, None
+        return g * m, None, None
 
 
-def _relu_dropout(z: torch.Tensor, p: float) -> torch.Tensor:
-    """Training-mode ``dropout(relu(z), p)`` with the cheap mask; z (rows, C) any float dtype."""
+class _GroupedLinear(torch.autograd.Function):
+    """A stride-``w`` convolution of channels-last rows and the block's residual tap, one node:
+
+    h (rows, C) -> z = h.view(rows / w, w C) @ wmat^T (rows / w, C_out), res = h.view(rows / w, w, C)[:, w // 2].
+
+    Backward: ``dh = (dz @ wmat).view(rows, C)`` with ``dres`` added in place at the centre rows,
+    ``dwmat = dz^T @ h.view(rows / w, w C)``. Written out so the residual's gradient lands in the
+    matrix product's output: autograd would build a zero tensor of h's size for the slice's
+    gradient and add the two (two extra full-size tensors, ~5 % of a training step)."""
+
+    @staticmethod
+    @torch.amp.custom_fwd(device_type="cpu")
+    def forward(ctx, h: torch.Tensor, wmat: torch.Tensor, w: int):
+        rows, C = h.shape
+        hg = h.view(rows // w, w * C)
+        ctx.save_for_backward(hg, wmat)
+        ctx.w = w
+        return F.linear(hg, wmat), h.view(rows // w, w, C)[:, w // 2].clone()
+
+    @staticmethod
+    @torch.amp.custom_bwd(device_type="cpu")
+    def backward(ctx, g_z: torch.Tensor, g_res: torch.Tensor | None):
+        hg, wmat = ctx.saved_tensors
+        w = ctx.w
+        dh = dw = None
+        if ctx.needs_input_grad[0]:
+            dh = torch.mm(g_z, wmat.to(g_z.dtype))  # (rows / w, w C)
+            if g_res is not None:
+                dh.view(hg.shape[0], w, -1)[:, w // 2] += g_res
+            dh = dh.view(-1, hg.shape[1] // w)
+        if ctx.needs_input_grad[1]:
+            dw = torch.mm(g_z.t(), hg.to(g_z.dtype))
+        return dh, dw, None
+
+
+def _relu_dropout(z: torch.Tensor, p: float, inplace: bool = False) -> torch.Tensor:
+    """Training-mode ``dropout(relu(z), p)`` with the cheap mask; z (rows, C) any float dtype.
+    ``inplace``: overwrite z (only for a z that no backward reads, e.g. a BatchNorm output)."""
     if p == 0.0:
-        return F.relu(z)
-    m = _dropout_keep(tuple(z.shape), p, z.device)
-    m &= z > 0
-    return _MaskedScale.apply(z, m, 1.0 / (1.0 - p))
+        return torch.relu_(z) if inplace else F.relu(z)
+    return _ReLUDropout.apply(z, _dropout_mask(tuple(z.shape), p, z.device), inplace)
 
 
 def _conv_as_matrix(weight: torch.Tensor) -> torch.Tensor:
@@ -100,7 +147,7 @@ def _conv_as_matrix(weight: torch.Tensor) -> torch.Tensor:
 
 def _bn_relu_drop(bn: nn.BatchNorm1d, x: torch.Tensor, p: float) -> torch.Tensor:
     """``dropout(relu(bn(x)))`` in training mode for rows x (rows, C)."""
-    return _relu_dropout(bn(x), p)
+    return _relu_dropout(bn(x), p, inplace=True)
 
 
 def strided_trunk_rows(model, x: torch.Tensor) -> torch.Tensor:
@@ -120,12 +167,11 @@ def strided_trunk_rows(model, x: torch.Tensor) -> torch.Tensor:
     # windows (N, W, R * D) (overlapping view) -> rows of fw[0] adjacent frames: (N * W * R / fw0, fw0 * D)
     rows = x.reshape(N, T * D).unfold(1, R * D, D).reshape(N * W * (R // fw[0]), fw[0] * D)
     h = _bn_relu_drop(model.expand_bn, F.linear(rows, _conv_as_matrix(model.expand_conv.weight)), p)
-    C = h.shape[1]
     for i in range(len(fw) - 1):
         w = fw[i + 1]
-        grouped = h.view(-1, w * C)  # w adjacent positions of a window per row
-        res = h.view(-1, w, C)[:, w // 2]  # centre position of every group
-        h = _bn_relu_drop(model.layers_bn[2 * i], F.linear(grouped, _conv_as_matrix(model.layers_conv[2 * i].weight)), p)
+        # w adjacent positions of a window per row times the conv matrix; the centre of every group
+        z, res = _GroupedLinear.apply(h, _conv_as_matrix(model.layers_conv[2 * i].weight), w)
+        h = _bn_relu_drop(model.layers_bn[2 * i], z, p)
         h = res + _bn_relu_drop(model.layers_bn[2 * i + 1],
                                 F.linear(h, _conv_as_matrix(model.layers_conv[2 * i + 1].weight)), p)
     return h  # (N * W, C)

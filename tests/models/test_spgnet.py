@@ -216,15 +216,17 @@ def test_strided_training_fast_path_equals_conv_path(widths):
 
 @pytest.mark.parametrize("p", [0.25, 0.5, 0.3, 0.1])
 def test_dropout_mask_keeps_each_unit_with_probability_one_minus_p(p):
-    """The cheap mask (random bytes when 256 p is an integer, 32-bit words otherwise): the kept
-    fraction is 1 - p within 5 standard errors, neighbours are independent, and
-    torch.manual_seed reproduces it."""
-    from fastpose.models._temporal import _dropout_keep
+    """The cheap mask (random bytes when 256 p is an integer, 32-bit words otherwise): every value is
+    0 or exactly 1 / (1 - p), the kept fraction is 1 - p within 5 standard errors, neighbours are
+    independent, and torch.manual_seed reproduces it."""
+    from fastpose.models._temporal import _dropout_mask
 
     n = 1 << 20
     torch.manual_seed(5)
-    keep = _dropout_keep((n // 256, 256), p, torch.device("cpu"))
-    assert keep.dtype == torch.bool and keep.shape == (n // 256, 256)
+    mask = _dropout_mask((n // 256, 256), p, torch.device("cpu"))
+    assert mask.dtype == torch.float32 and mask.shape == (n // 256, 256)
+    keep = mask != 0
+    assert torch.equal(mask[keep], torch.full_like(mask[keep], 1.0 / (1.0 - p)))
     q = 1.0 - p
     se = (p * q / n) ** 0.5
     frac = keep.double().mean().item()
@@ -235,18 +237,21 @@ def test_dropout_mask_keeps_each_unit_with_probability_one_minus_p(p):
     per_column = keep.double().mean(dim=0)  # every channel (byte position in a word) gets 1 - p
     assert (per_column - q).abs().max().item() < 5 * (p * q / (n // 256)) ** 0.5
     torch.manual_seed(5)
-    assert torch.equal(_dropout_keep((n // 256, 256), p, torch.device("cpu")), keep)
-    assert not torch.equal(_dropout_keep((n // 256, 256), p, torch.device("cpu")), keep)
+    assert torch.equal(_dropout_mask((n // 256, 256), p, torch.device("cpu")), mask)
+    assert not torch.equal(_dropout_mask((n // 256, 256), p, torch.device("cpu")), mask)
 
 
-def test_relu_dropout_scales_kept_units_and_their_gradient():
+@pytest.mark.parametrize("inplace", [False, True])
+def test_relu_dropout_scales_kept_units_and_their_gradient(inplace):
     """y = m z / (1 - p) with m = keep & (z > 0); dL/dz = m dL/dy / (1 - p)."""
     from fastpose.models._temporal import _relu_dropout
 
     p = 0.25
     torch.manual_seed(6)
     z = torch.randn(512, 64, requires_grad=True)
-    y = _relu_dropout(z, p)
+    z_in = z * 1.0 if inplace else z  # the in-place form needs a non-leaf input
+    y = _relu_dropout(z_in, p, inplace=inplace)
+    assert (y.data_ptr() == z_in.data_ptr()) == inplace
     g = torch.randn_like(y)
     y.backward(g)
     kept = y != 0
