@@ -226,3 +226,50 @@ def test_triton_results_do_not_depend_on_the_tile():
     full = cam[(torch.arange(p) // g) % c]  # the expanded camera, one row per point
     exp = R.project_to_2d(pts.double()[:, None], full.double())[:, 0]  # points (P, 1, 3), camera (P, 9)
     assert_close(results[0][0], exp.float(), torch.float32, "triton projection with the camera index map")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize(("j", "per_frame"), [(17, True), (17, False), (3, True), (8, True)])
+def test_cpu_results_do_not_depend_on_block_alignment(dtype, j, per_frame):
+    """The CPU kernels compute blocks of 16 (float32) / 8 (float64) consecutive points on lane
+    vectors, each lane with its own point's camera: one camera for the block, two blended at a run
+    boundary (per-frame cameras, J >= lanes) or gathered lane by lane (J < lanes), and the last
+    points of each 4096-point chunk one by one. Rolling the sequences moves every point to another
+    lane, block and chunk position (T J = 1700 / 300 / 800 points per sequence, not multiples of
+    the lanes), so any camera lane taken from the wrong run changes bits: the projection and both
+    gradients must come out bitwise rolled, the loss within float tolerance, and all of them must
+    match the float64 reference."""
+    if "cpu" not in backends("project_to_2d", "cpu", dtype):
+        pytest.skip("the cpu backend is not available")
+    gen = torch.Generator().manual_seed(11)
+    n, t = 3, 100
+    pts = _points(gen, (n, t), j, dtype)  # 3 x 100 x J points: crosses the 4096-point chunk for J >= 17
+    cam = _cameras(gen, (n, t) if per_frame else (n, 1)).to(dtype)
+    kp = (torch.randn(n, t, j, 2, generator=gen, dtype=torch.float64) * 0.5).to(dtype)
+    w = (torch.rand(n, t, j, generator=gen, dtype=torch.float64) + 0.5).to(dtype)
+    go = torch.randn(n, t, j, 2, generator=gen, dtype=torch.float64).to(dtype)
+
+    def results(p, c, k, wt, g):
+        x = p.clone().requires_grad_(True)
+        uv = ops.project_to_2d(x, c, backend="cpu")
+        (g_uv,) = torch.autograd.grad(uv, x, g)
+        loss = ops.reprojection_loss(x, c, k, wt, backend="cpu")
+        (g_loss,) = torch.autograd.grad(loss, x, torch.tensor(0.37, dtype=dtype))
+        return uv.detach(), g_uv, loss.detach(), g_loss
+
+    base = results(pts, cam, kp, w, go)
+    rolled = results(*(a.roll(1, 0) for a in (pts, cam, kp, w, go)))
+    what = f"{dtype} J={j} {'per-frame' if per_frame else 'per-sequence'} cameras"
+    for name, a, b in zip(("projection", "projection gradient", "loss gradient"),
+                          (base[0], base[1], base[3]), (rolled[0], rolled[1], rolled[3]), strict=True):
+        assert torch.equal(a.roll(1, 0), b), f"{what}: {name} depends on the points' position"
+    assert_close(rolled[2], base[2], dtype, what + ": loss")
+    p64 = pts.double().requires_grad_(True)
+    cam64 = cam.double().expand(n, t, 9)
+    uv64 = R.project_to_2d(p64, cam64)
+    (g_uv64,) = torch.autograd.grad(uv64, p64, go.double())
+    loss64 = R.reprojection_loss(p64, cam64, kp.double(), w.double())
+    (g_loss64,) = torch.autograd.grad(loss64, p64, torch.tensor(0.37, dtype=torch.float64))
+    for name, got, want in zip(("projection", "projection gradient", "loss", "loss gradient"), base,
+                               (uv64, g_uv64, loss64, g_loss64), strict=True):
+        assert_close(got, want.detach().to(dtype), dtype, f"{what}: {name} against the reference")
