@@ -97,7 +97,8 @@ def small(t: Tensor | None, dtype: torch.dtype) -> Tensor | None:
     """A small constant input (joints, weights, camera, keypoints, incoming gradients) in ``dtype``."""
     if t is None:
         return None
-    t = t.detach()
+    if t.requires_grad:  # (a tensor that does not require grad needs no detached alias: ~0.4 us)
+        t = t.detach()
     # Hot path: already in `dtype` and contiguous (the usual case) -> no dispatcher calls.
     return t if t.dtype == dtype and t.is_contiguous() else t.to(dtype).contiguous()
 
