@@ -213,3 +213,28 @@ def test_export_holds_the_custom_op():
     assert "fastpose.heatmap_mse_2d_cpu.default" in _graph_targets(program.graph_module)
     torch.testing.assert_close(program.module()(x.detach(), mu.float()),
                                ops.heatmap_mse_2d(x.detach(), mu.float(), 1.5, backend="cpu"), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("use_reentrant", [False, True], ids=["non-reentrant", "reentrant"])
+def test_activation_checkpointing_gives_the_same_gradients_on_both_paths(use_reentrant):
+    """torch.utils.checkpoint re-runs the forward (saved-tensor hooks / a second forward): the
+    direct path's saved state behaves as the custom op's."""
+    from torch.utils.checkpoint import checkpoint
+
+    x, (mu, sigma, w) = make_inputs("soft_argmax_heatmap_mse_3d", torch.Generator().manual_seed(9), torch.float32,
+                                    j=3)
+
+    def head(t):
+        coords, mse = ops.soft_argmax_heatmap_mse_3d(t * 1.5, mu, sigma, w, backend="cpu")
+        return coords.square().sum() + mse
+
+    grads = []
+    for force in (False, True):
+        xx = x.clone().requires_grad_(True)
+        with g.custom_ops_only() if force else torch.enable_grad():
+            checkpoint(head, xx, use_reentrant=use_reentrant).backward()
+        grads.append(xx.grad)
+    plain = x.clone().requires_grad_(True)
+    head(plain).backward()
+    _bitwise(grads[0], grads[1], "checkpointed gradient, direct vs custom op")
+    _bitwise(grads[0], plain.grad, "checkpointed vs plain gradient")
