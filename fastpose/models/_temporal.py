@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__: list[str] = []  # private helpers of fastpose.models.spgnet
+__all__ = ["strided_trunk_rows"]  # the entry point fastpose.models.spgnet uses; the rest is private
 
 
 def _dropout_mask(shape: tuple[int, ...], p: float, device: torch.device) -> torch.Tensor:
