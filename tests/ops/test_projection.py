@@ -303,3 +303,56 @@ def test_cpu_projection_output_reuses_released_buffers_only(monkeypatch):
     assert torch.equal(again, snapshot), "the reused buffer must hold this call's projection, fully written"
     assert not torch.equal(held, snapshot)
     _volume.release_grad_cache()
+
+
+def test_cpu_scale_saved_in_place_only_when_the_graph_is_freed():
+    """fastpose.ops.native.projection._scale_saved(in_place=True) -- for the op's direct eager path,
+    where only the autograd node holds the saved gradient -- scales the saved gradient in place only
+    when autograd frees the graph after the pass; with retain_graph=True (a second backward reads
+    it again) and outside a backward pass it writes a new buffer. The values are the same bits as
+    the copying path's, and equal the reference's gradient."""
+    if "cpu" not in backends("reprojection_loss", "cpu"):
+        pytest.skip("the cpu backend is not available")
+    from fastpose.ops.native import projection as P
+
+    gen = torch.Generator().manual_seed(13)
+    pts = _points(gen, (4, 9), 17, torch.float32)
+    cam = _cameras(gen, (4, 1)).float()
+    kp = (torch.randn(4, 9, 17, 2, generator=gen, dtype=torch.float64) * 0.5).float()
+    scale = torch.tensor(0.37)
+    seen = []
+
+    class Direct(torch.autograd.Function):  # the op's direct eager path, reduced to this backward
+        @staticmethod
+        def forward(ctx, x):
+            loss, saved = P._reprojection("cpu", x, cam, kp, None, True)
+            ctx.mark_non_differentiable(saved)
+            ctx.save_for_backward(saved)
+            return loss, saved
+
+        @staticmethod
+        def backward(ctx, grad_loss, _unused):
+            (saved,) = ctx.saved_tensors
+            expected = P._scale_saved("cpu", saved, grad_loss, torch.float32)  # the copying path
+            assert expected.data_ptr() != saved.data_ptr()
+            got = P._scale_saved("cpu", saved, grad_loss, torch.float32, in_place=True)
+            seen.append(got.data_ptr() == saved.data_ptr())
+            assert torch.equal(got, expected)
+            return got
+
+    x = pts.clone().requires_grad_(True)
+    (g1,) = torch.autograd.grad(Direct.apply(x)[0], x, scale)
+    assert seen == [True], "with the graph freed the saved gradient should be scaled in place"
+    loss = Direct.apply(x)[0]
+    (g2,) = torch.autograd.grad(loss, x, scale, retain_graph=True)
+    (g3,) = torch.autograd.grad(loss, x, scale)  # reads the saved gradient again: must be intact
+    assert seen == [True, False, True], "retain_graph=True must leave the saved gradient intact"
+    assert torch.equal(g1, g2) and torch.equal(g2, g3)
+    p64 = pts.double().requires_grad_(True)
+    (want,) = torch.autograd.grad(R.reprojection_loss(p64, cam.double().expand(4, 9, 9), kp.double()), p64,
+                                  scale.double())
+    assert_close(g1, want.float(), torch.float32, "in-place scaled gradient against the reference")
+    _, saved = P._reprojection("cpu", pts, cam, kp, None, True)
+    before = saved.clone()
+    out = P._scale_saved("cpu", saved, scale, torch.float32, in_place=True)  # no backward pass running
+    assert out.data_ptr() != saved.data_ptr() and torch.equal(saved, before)
