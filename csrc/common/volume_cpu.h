@@ -172,12 +172,21 @@ FP_CPU_CLONES void forward_chunk(const T* __restrict x, int64_t line0, int64_t l
   // (y, z) of the current line, stepped along with it: no integer division per line (a 64-bit
   // division costs about as much as a whole line of 64 values of the MSE pass)
   int64_t yi = line0 % h, zi = line0 / h;
+  // The max of the next block, taken during the exp pass of the current one (see below); the first
+  // block's in a pass of its own.
+  T bm_next = T(0);
+  if constexpr (kSoftmax) bm_next = line_max<T>(x + line0 * w, (std::min(line1, line0 + lines_per_block) - line0) * w);
   for (int64_t b0 = line0; b0 < line1; b0 += lines_per_block) {
     const int64_t b1 = std::min(line1, b0 + lines_per_block);
     V es{}, ex{}, ey{}, ez{}, q{};
     T mref = T(0);
+    // Lane maxima of the next block [b1, b1 + (b1 - b0)) (it is never longer than this one): line
+    // `line` of this block scans line `line + (b1 - b0)` of the next. The loads and vmaxps fill
+    // slots the exp polynomial leaves free, and the next block arrives in L1 before its exp pass.
+    V nmv = fp_vsplat(fp_neg_inf<T>());
+    T nms = fp_neg_inf<T>();
     if constexpr (kSoftmax) {
-      const T bm = line_max<T>(x + b0 * w, (b1 - b0) * w);
+      const T bm = bm_next;
       if (bm > m_ref) {
         soft_argmax::state_raise(st, static_cast<double>(bm));
         m_ref = bm;
@@ -233,9 +242,21 @@ FP_CPU_CLONES void forward_chunk(const T* __restrict x, int64_t line0, int64_t l
         es += el;
         ey += el * yy;
         ez += el * zz;
+        if (line + (b1 - b0) < line1) {  // the matching line of the next block
+          const T* __restrict xn = xl + (b1 - b0) * w;
+          int j = 0;
+          for (int k = 0; k < nv; ++k, j += L) {
+            const V v = fp_vload(xn + j);
+            nmv = v > nmv ? v : nmv;
+          }
+          for (; kNV == 0 && j < wi; ++j) nms = xn[j] > nms ? xn[j] : nms;
+        }
       }
     }
     if constexpr (kSoftmax) {
+      // The same maximum as line_max over the next block (a NaN is skipped; only +0 / -0 may swap).
+      const T mv = half_max<T, 64>(nmv);
+      bm_next = nms > mv ? nms : mv;
       st.s += vec_sum<T>(es);
       st.sx += vec_sum<T>(ex);
       st.sy += vec_sum<T>(ey);
