@@ -238,3 +238,13 @@ def test_activation_checkpointing_gives_the_same_gradients_on_both_paths(use_ree
     head(plain).backward()
     _bitwise(grads[0], grads[1], "checkpointed gradient, direct vs custom op")
     _bitwise(grads[0], plain.grad, "checkpointed vs plain gradient")
+
+
+def test_meta_tensors_get_the_fake_kernel():
+    """A native op called on meta tensors (shape inference) runs the custom op's fake kernel, as before."""
+    impl = _dispatch.get_impl("heatmap_mse_2d", "cpu").fn
+    x = torch.empty(2, 3, 8, 8, device="meta", requires_grad=True)
+    mu = torch.empty(2, 3, 2, device="meta")
+    for reduction, shape in (("mean", ()), ("none", (2, 3))):
+        out = impl(x, mu, 1.5, None, reduction)
+        assert out.device.type == "meta" and tuple(out.shape) == shape

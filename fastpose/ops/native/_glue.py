@@ -422,15 +422,17 @@ def _direct_ok(args: tuple) -> bool:
     make_fx, non-strict export, functionalisation, opcheck's and tests' op capture, selective
     checkpointing) or ``TorchFunctionMode``, a functorch transform (vmap, grad, jvp), or the autograd
     profiler (whose trace names the ``fastpose::`` ops); no tensor argument of a subclass (FakeTensor,
-    FunctionalTensor, DTensor, ...: their ``__torch_dispatch__`` must see the op); and not inside
-    :func:`custom_ops_only`. Cost ~0.5 us (each test is one C call)."""
+    FunctionalTensor, DTensor, ...: their ``__torch_dispatch__`` must see the op) and none on the
+    ``meta`` device (the fake kernel serves it); and not inside :func:`custom_ops_only`. Cost ~0.5 us
+    (each test is one C call)."""
     if (torch.compiler.is_compiling() or torch._C._is_tracing() or torch._C._len_torch_dispatch_stack()
             or torch._C._is_torch_function_mode_enabled() or torch._C._are_functorch_transforms_active()
             or torch._C._autograd._profiler_enabled() or _CUSTOM_OPS_ONLY.get()):
         return False
     for a in args:
-        # a functorch wrapper left over from a finished transform is a plain-typed tensor too
-        if isinstance(a, Tensor) and (type(a) not in _PLAIN_TENSORS or _is_functorch_wrapped(a)):
+        # a functorch wrapper left over from a finished transform is a plain-typed tensor too; a meta
+        # tensor gets the custom op's fake kernel (shape inference), as it always did
+        if isinstance(a, Tensor) and (type(a) not in _PLAIN_TENSORS or _is_functorch_wrapped(a) or a.is_meta):
             return False
     return True
 
