@@ -139,6 +139,22 @@ __attribute__((always_inline)) inline T line_max(const T* __restrict xl, int64_t
   return mx;
 }
 
+// Software prefetch of the line kPrefetchBytes ahead of the one being read, one prefetch per
+// 64-byte cache line, in the softmax forward only. That pass is bound by exp(), so the hardware
+// prefetchers fall behind its irregular demand (a block's max pass, then its exp pass) and a volume
+// that is not in cache (any other work between two calls, e.g. the rest of a training step) was
+// read at ~20 GB/s: measured, 1 thread, soft_argmax_2d B32 64^2 forward from DRAM 521 -> 398 us,
+// from L3 411 -> 384 us. Not in the MSE-only pass or the backward passes (memory-bound streams the
+// hardware prefetchers already follow: no gain there, and the extra instructions cost in cache).
+// Prefetches past the end of the volume are harmless (they never fault).
+constexpr int64_t kPrefetchBytes = 16384;
+template <typename T>
+__attribute__((always_inline)) inline void prefetch_ahead(const T* p, int64_t w) {
+  const char* c = reinterpret_cast<const char*>(p) + kPrefetchBytes;
+  const int64_t bytes = w * int64_t(sizeof(T));
+  for (int64_t o = 0; o < bytes; o += 64) __builtin_prefetch(c + o, 0, 3);
+}
+
 // Fixed-order pairwise reduction of one vector's lanes (the order of tree_sum).
 template <typename T>
 __attribute__((always_inline)) inline T vec_sum(const FpVec<T>& v) {
@@ -197,6 +213,7 @@ FP_CPU_CLONES void forward_chunk(const T* __restrict x, int64_t line0, int64_t l
     const V vref = fp_vsplat(mref);
     for (int64_t line = b0; line < b1; ++line) {
       const T* __restrict xl = x + line * w;
+      if constexpr (kSoftmax) prefetch_ahead(xl, w);
       const T yy = static_cast<T>(yi), zz = static_cast<T>(zi);
       T a = T(0);  // gy(y) gz(z): the target along this line is a * gx(x)
       if constexpr (kMse) a = gy[yi] * gz[zi];
