@@ -228,17 +228,19 @@ def test_triton_results_do_not_depend_on_the_tile():
     assert_close(results[0][0], exp.float(), torch.float32, "triton projection with the camera index map")
 
 
+@pytest.mark.parametrize("lane_bytes", [64, 32, 16])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize(("j", "per_frame"), [(17, True), (17, False), (3, True), (8, True)])
-def test_cpu_results_do_not_depend_on_block_alignment(dtype, j, per_frame):
-    """The CPU kernels compute blocks of 16 (float32) / 8 (float64) consecutive points on lane
-    vectors, each lane with its own point's camera: one camera for the block, two blended at a run
-    boundary (per-frame cameras, J >= lanes) or gathered lane by lane (J < lanes), and the last
-    points of each 4096-point chunk one by one. Rolling the sequences moves every point to another
-    lane, block and chunk position (T J = 1700 / 300 / 800 points per sequence, not multiples of
-    the lanes), so any camera lane taken from the wrong run changes bits: the projection and both
-    gradients must come out bitwise rolled, the loss within float tolerance, and all of them must
-    match the float64 reference."""
+def test_cpu_results_do_not_depend_on_block_alignment(dtype, j, per_frame, lane_bytes, monkeypatch):
+    """The CPU kernels compute blocks of consecutive points on lane vectors (64-, 32- or 16-byte by
+    the CPU: 16 / 8 / 4 float32 lanes, 8 / 4 / 2 float64; FASTPOSE_CPU_LANE_BYTES forces one, so
+    every width's code runs here), each lane with its own point's camera: one camera for the block,
+    two blended at a run boundary (per-frame cameras, J >= lanes) or gathered lane by lane
+    (J < lanes), and the last points of each 4096-point chunk one by one. Rolling the sequences moves
+    every point to another lane, block and chunk position (T J = 1700 / 300 / 800 points per
+    sequence, not multiples of the lanes), so any camera lane taken from the wrong run changes bits:
+    the projection and both gradients must come out bitwise rolled and bitwise equal to the 64-byte
+    width's, the loss within float tolerance, and all of them must match the float64 reference."""
     if "cpu" not in backends("project_to_2d", "cpu", dtype):
         pytest.skip("the cpu backend is not available")
     gen = torch.Generator().manual_seed(11)
@@ -257,9 +259,15 @@ def test_cpu_results_do_not_depend_on_block_alignment(dtype, j, per_frame):
         (g_loss,) = torch.autograd.grad(loss, x, torch.tensor(0.37, dtype=dtype))
         return uv.detach(), g_uv, loss.detach(), g_loss
 
+    monkeypatch.setenv("FASTPOSE_CPU_LANE_BYTES", "64")
+    wide = results(pts, cam, kp, w, go)
+    monkeypatch.setenv("FASTPOSE_CPU_LANE_BYTES", str(lane_bytes))
     base = results(pts, cam, kp, w, go)
     rolled = results(*(a.roll(1, 0) for a in (pts, cam, kp, w, go)))
-    what = f"{dtype} J={j} {'per-frame' if per_frame else 'per-sequence'} cameras"
+    what = f"{dtype} J={j} {'per-frame' if per_frame else 'per-sequence'} cameras, {lane_bytes}-byte lanes"
+    for name, a, b in zip(("projection", "projection gradient", "loss gradient"), (base[0], base[1], base[3]),
+                          (wide[0], wide[1], wide[3]), strict=True):
+        assert torch.equal(a, b), f"{what}: {name} differs from the 64-byte lanes'"
     for name, a, b in zip(("projection", "projection gradient", "loss gradient"),
                           (base[0], base[1], base[3]), (rolled[0], rolled[1], rolled[3]), strict=True):
         assert torch.equal(a.roll(1, 0), b), f"{what}: {name} depends on the points' position"
@@ -356,3 +364,13 @@ def test_cpu_scale_saved_in_place_only_when_the_graph_is_freed():
     before = saved.clone()
     out = P._scale_saved("cpu", saved, scale, torch.float32, in_place=True)  # no backward pass running
     assert out.data_ptr() != saved.data_ptr() and torch.equal(saved, before)
+
+
+def test_cpu_lane_width_override_is_checked(monkeypatch):
+    """FASTPOSE_CPU_LANE_BYTES accepts 16, 32 or 64 only, and says so naming the value."""
+    if "cpu" not in backends("project_to_2d", "cpu"):
+        pytest.skip("the cpu backend is not available")
+    monkeypatch.setenv("FASTPOSE_CPU_LANE_BYTES", "8")
+    pts = _points(torch.Generator().manual_seed(0), (2,), 3, torch.float32)
+    with pytest.raises(ValueError, match="FASTPOSE_CPU_LANE_BYTES must be 16, 32 or 64 \\(or unset\\), got '8'"):
+        ops.project_to_2d(pts, H36M_CAMERA.float(), backend="cpu")
