@@ -1,9 +1,10 @@
 // project_to_2d / reprojection_loss on the CPU: OpenMP over fixed chunks of points; inside a chunk,
-// blocks of L = 64 / sizeof(T) consecutive points are computed on explicit lane vectors, each lane
-// with its own point's camera (CameraWalk: one camera per sequence or per frame alike), and the
-// last < L points of a chunk with the scalar formulas of projection.h. The reprojection loss is
-// summed per chunk (T lanes, then double) and the chunk sums are added in chunk order, so the
-// result does not depend on the number of threads.
+// blocks of L = B / sizeof(T) consecutive points (B = 64, 32 or 16 bytes by the CPU: lane_bytes)
+// are computed on explicit lane vectors, each lane with its own point's camera (CameraWalk: one
+// camera per sequence or per frame alike), and the last < L points of a chunk with the scalar
+// formulas of projection.h. Per-point outputs are the same bits for every B. The reprojection loss
+// is summed per chunk (T lanes, then double) and the chunk sums are added in chunk order, so the
+// result does not depend on the number of threads (it does, by an ulp or two, on B).
 #include <omp.h>
 
 #include <algorithm>
@@ -27,7 +28,7 @@ constexpr int64_t kParallelMinPoints = 65536;
 
 int resolve_threads(int threads) { return threads > 0 ? threads : omp_get_max_threads(); }
 
-// Interleaved (x, y, z) stores of L = 64 / sizeof(T) gradients held in three lane vectors: two
+// Interleaved (x, y, z) stores of L = B / sizeof(T) gradients held in three lane vectors: two
 // two-source permutes per output vector (AVX-512: vpermt2ps/pd), three full stores. Written as a
 // loop of stride-3 scalar stores, GCC extracted every lane on its own (48 extracts + scalar stores
 // per 16 float points, ~40 % of the fused loss-and-gradient pass).
@@ -97,7 +98,7 @@ __attribute__((always_inline)) inline void store_xyz_vec(T* __restrict gp, const
   store_xyz_part<T, B, 2>(gp, vx, vy, vz, lanes);
 }
 
-// ---- explicit lane vectors (FpVec<T>: 16 float / 8 double lanes) ---------------------------------
+// ---- explicit lane vectors (Vec<T, B>: B bytes of T, e.g. 16 float lanes at B = 64) --------------
 // The per-point formulas of projection.h written on whole vectors, operation for operation in the
 // same order (this file is compiled without FMA contraction), so lane l is bit-identical to the
 // scalar functions on point l -- the scalar functions still handle each run's tail. Why not an
