@@ -45,7 +45,8 @@ from torch import Tensor
 from ... import _ext
 from ...reference._rows import acc_dtype
 
-__all__ = ["Buffer", "KernelSpec", "SPECS", "custom_ops_only", "declare", "dry_run", "eager_op"]
+__all__ = ["Buffer", "KernelSpec", "SPECS", "backward_caller", "custom_ops_only", "declare", "direct_function",
+           "direct_ok", "dry_run", "eager_op"]
 
 DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
@@ -395,7 +396,7 @@ _CUSTOM_OPS_ONLY: contextvars.ContextVar[bool] = contextvars.ContextVar("fastpos
 _PLAIN_TENSORS = (Tensor, torch.nn.Parameter)
 # torch.autograd.Function.apply in Python binds defaults when setup_context is overridden, routes
 # through functorch when a transform is active and unwraps dead functorch wrappers; none applies to
-# the functions made below (no setup_context override; :func:`_direct_ok` refuses active transforms
+# the functions made below (no setup_context override; :func:`direct_ok` refuses active transforms
 # and wrapped tensors), so they call the C implementation it ends in directly
 # (``_FunctionBase.apply``, a classmethod; ~1.5 us less).
 _C_APPLY = getattr(torch._C, "_FunctionBase", None)
@@ -415,7 +416,7 @@ def custom_ops_only() -> Iterator[None]:
         _CUSTOM_OPS_ONLY.reset(token)
 
 
-def _direct_ok(args: tuple) -> bool:
+def direct_ok(args: tuple) -> bool:
     """Whether a direct call of the op's Python forward / backward is indistinguishable from the
     registered custom op for these arguments: not under torch.compile / torch.export tracing
     (dynamo), ``torch.jit`` tracing (TorchScript ONNX export), a ``TorchDispatchMode`` (FakeTensor,
@@ -450,39 +451,31 @@ def eager_op(fwd, bwd, *, forward: Callable, backward: Callable, setup_context: 
     torch.compile, export, FakeTensor, functorch and opcheck), and returns ``call(*args)`` with
     ``fwd``'s signature and outputs that
 
-    * calls ``fwd`` (the custom op) whenever :func:`_direct_ok` says something could observe it;
+    * calls ``fwd`` (the custom op) whenever :func:`direct_ok` says something could observe it;
     * otherwise, when grad mode is on and a tensor argument requires grad, applies one
       ``torch.autograd.Function`` whose forward is ``forward`` + ``setup_context`` (run under no-grad,
       as the custom op's is) and whose backward is ``autograd_backward(call_bwd)``, where ``call_bwd``
       is ``backward`` directly, or the custom op ``bwd`` when the backward builds a graph
       (``create_graph=True``: a second backward then raises as through the custom op) or runs where
-      :func:`_direct_ok` refuses;
+      :func:`direct_ok` refuses;
     * otherwise calls ``forward`` directly: no autograd node, as the custom op makes none then.
 
     Saved tensors, non-differentiable outputs and ``set_materialize_grads`` behave as through the
     custom op (both are ``torch.autograd.Function`` underneath, with the same ``setup_context``).
     """
     fwd.register_autograd(autograd_backward(bwd), setup_context=setup_context)
-
-    def call_bwd(*args):
-        if torch.is_grad_enabled() or not _direct_ok(args):
-            return bwd(*args)
-        return backward(*args)
+    call_bwd = backward_caller(bwd, backward)
 
     def _fn_forward(ctx, *args):
         out = forward(*args)
         setup_context(ctx, args, out)
         return out
 
-    name = "FastposeEager_" + str(getattr(fwd, "_name", getattr(forward, "__name__", "op"))).replace("::", "_")
-    function = type(name, (torch.autograd.Function,), {
-        "forward": staticmethod(_fn_forward),
-        "backward": staticmethod(autograd_backward(call_bwd)),
-    })
-    apply = function.apply if _C_APPLY is None else _C_APPLY.__get__(None, function)
+    name = str(getattr(fwd, "_name", getattr(forward, "__name__", "op"))).replace("::", "_")
+    apply, function = direct_function(name, _fn_forward, autograd_backward(call_bwd))
 
     def call(*args):
-        if not _direct_ok(args):
+        if not direct_ok(args):
             return fwd(*args)
         if torch.is_grad_enabled() and torch._C._any_requires_grad(*args):
             return apply(*args)
@@ -490,4 +483,31 @@ def eager_op(fwd, bwd, *, forward: Callable, backward: Callable, setup_context: 
 
     call.autograd_function = function  # the node class of the direct path (tests check which path ran)
     call.custom_op = fwd
+    call.custom_backward = bwd
+    call.forward, call.backward, call.call_backward = forward, backward, call_bwd
     return call
+
+
+def backward_caller(bwd, backward: Callable) -> Callable:
+    """``call_bwd(*args)`` for a direct path's backward formula: ``backward(*args)`` (the plain
+    Python backward), or the backward custom op ``bwd`` when the backward builds a graph
+    (``create_graph=True``: a second backward then raises, as it does through the custom op) or runs
+    where :func:`direct_ok` refuses (compiled autograd, a dispatch mode, the profiler, ...)."""
+
+    def call_bwd(*args):
+        if torch.is_grad_enabled() or not direct_ok(args):
+            return bwd(*args)
+        return backward(*args)
+
+    return call_bwd
+
+
+def direct_function(name: str, forward: Callable, backward: Callable) -> tuple[Callable, type]:
+    """``(apply, cls)``: a ``torch.autograd.Function`` subclass ``FastposeEager_<name>`` with
+    ``forward(ctx, *args)`` / ``backward(ctx, *grads)`` and its apply (see :data:`_C_APPLY`). The node
+    class name marks the direct path in autograd graphs (tests/ops/test_eager_path.py)."""
+    cls = type("FastposeEager_" + name, (torch.autograd.Function,), {
+        "forward": staticmethod(forward),
+        "backward": staticmethod(backward),
+    })
+    return (cls.apply if _C_APPLY is None else _C_APPLY.__get__(None, cls)), cls
