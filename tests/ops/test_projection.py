@@ -283,36 +283,6 @@ def test_cpu_results_do_not_depend_on_block_alignment(dtype, j, per_frame, lane_
         assert_close(got, want.detach().to(dtype), dtype, f"{what}: {name} against the reference")
 
 
-def test_cpu_projection_output_reuses_released_buffers_only(monkeypatch):
-    """On the CPU the projection's output comes from the gradient buffer cache
-    (fastpose.ops.native._volume.cached_empty): a released output's storage is reused, fully
-    rewritten; an output (or a view of it) still held is never written by a later call."""
-    if "cpu" not in backends("project_to_2d", "cpu"):
-        pytest.skip("the cpu backend is not available")
-    from fastpose.ops.native import _volume
-
-    monkeypatch.delenv("FASTPOSE_GRAD_CACHE", raising=False)
-    _volume.release_grad_cache()
-    gen = torch.Generator().manual_seed(12)
-    n, t, j = 150, 243, 17  # 620k points: a 4.96 MB float32 output, above the cache's 4 MiB threshold
-    pts, other = (_points(gen, (n, t), j, torch.float32) for _ in range(2))
-    cam = _cameras(gen, (n, 1)).float()
-    with torch.no_grad():
-        first = ops.project_to_2d(pts, cam, backend="cpu")
-        snapshot, ptr = first.clone(), first.data_ptr()
-        view = first[1:]
-        del first
-        held = ops.project_to_2d(other, cam, backend="cpu")  # `view` still references the first buffer
-        assert held.data_ptr() != ptr, "a buffer still referenced by a view must not be reused"
-        assert torch.equal(view, snapshot[1:]), "a held output changed under a later call"
-        del view
-        again = ops.project_to_2d(pts, cam, backend="cpu")
-    assert again.data_ptr() == ptr, "a released output's buffer should be reused"
-    assert torch.equal(again, snapshot), "the reused buffer must hold this call's projection, fully written"
-    assert not torch.equal(held, snapshot)
-    _volume.release_grad_cache()
-
-
 def test_cpu_scale_saved_in_place_only_when_the_graph_is_freed():
     """fastpose.ops.native.projection._scale_saved(in_place=True) -- for the op's direct eager path,
     where only the autograd node holds the saved gradient -- scales the saved gradient in place only
