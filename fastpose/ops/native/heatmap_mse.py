@@ -64,8 +64,8 @@ def _forward(backend: str, ndim: int, heatmaps: Tensor, joints: Tensor, sigma: f
     loss_rows = torch.empty(geo.rows, dtype=acc, device=heatmaps.device)  # w * sum_v (h - t)^2
     for r0, r1, xk, _ in v.kernel_chunks(heatmaps, backend, geo):
         sizes = v.sizes(geo, r1 - r0, ndim)
-        bufs = {"heatmaps": xk, "joints": jt[r0:r1], "weights": None if wt is None else wt[r0:r1],
-                "loss_rows": loss_rows[r0:r1]}
+        bufs = {"heatmaps": xk, "joints": v.row_slice(jt, r0, r1, geo.rows), "weights": v.row_slice(wt, r0, r1, geo.rows),
+                "loss_rows": v.row_slice(loss_rows, r0, r1, geo.rows)}
         if backend == "cuda":
             sizes["WS"] = g.workspace_elems("heatmap_mse_workspace_cuda", g.code(xk.dtype), r1 - r0, geo.d, geo.h,
                                             geo.w)
@@ -88,10 +88,10 @@ def _backward(backend: str, ndim: int, grad_loss: Tensor, heatmaps: Tensor, join
     stride = 1 if reduction == "none" else 0
     out = v.grad_buffer(heatmaps, backend)  # CPU: a cached buffer when free (no fresh pages)
     for r0, r1, xk, dst in v.kernel_chunks(heatmaps, backend, geo, out):
-        glc = gl[r0:r1] if stride else gl  # (R_c,) per row, or (1,)
+        glc = v.row_slice(gl, r0, r1, geo.rows) if stride else gl  # (R_c,) per row, or (1,)
         BACKWARD.launch(backend, xk.dtype, xk.device, {**v.sizes(geo, r1 - r0, ndim), "G": glc.numel()},
-                        {"grad_loss": glc, "heatmaps": xk, "joints": jt[r0:r1],
-                         "weights": None if wt is None else wt[r0:r1], "grad": dst},
+                        {"grad_loss": glc, "heatmaps": xk, "joints": v.row_slice(jt, r0, r1, geo.rows),
+                         "weights": v.row_slice(wt, r0, r1, geo.rows), "grad": dst},
                         {"grad_stride": stride, "sigma": float(sigma), "grad_scale": 2.0 / norm})
     return out
 

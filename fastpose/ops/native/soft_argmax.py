@@ -53,7 +53,7 @@ def _forward(backend: str, ndim: int, logits: Tensor) -> tuple[Tensor, Tensor]:
     cr, sr = coords.view(geo.rows, ndim), stats.view(geo.rows, _NSTATS)
     for r0, r1, xk, _ in v.kernel_chunks(logits, backend, geo):
         sizes = v.sizes(geo, r1 - r0, ndim)
-        bufs = {"logits": xk, "coords": cr[r0:r1], "stats": sr[r0:r1]}
+        bufs = {"logits": xk, "coords": v.row_slice(cr, r0, r1, geo.rows), "stats": v.row_slice(sr, r0, r1, geo.rows)}
         if backend == "cuda":
             sizes["WS"] = g.workspace_elems("soft_argmax_workspace_cuda", g.code(xk.dtype), r1 - r0, geo.d, geo.h,
                                             geo.w)
@@ -71,7 +71,8 @@ def _backward(backend: str, ndim: int, grad_coords: Tensor, logits: Tensor, stat
     gcr, str_ = gc.view(geo.rows, ndim), st.view(geo.rows, _NSTATS)
     for r0, r1, xk, dst in v.kernel_chunks(logits, backend, geo, out):
         BACKWARD.launch(backend, xk.dtype, xk.device, v.sizes(geo, r1 - r0, ndim),
-                        {"grad_coords": gcr[r0:r1], "logits": xk, "stats": str_[r0:r1], "grad_logits": dst})
+                        {"grad_coords": v.row_slice(gcr, r0, r1, geo.rows), "logits": xk,
+                         "stats": v.row_slice(str_, r0, r1, geo.rows), "grad_logits": dst})
     return out
 
 

@@ -71,8 +71,10 @@ def _forward(backend: str, logits: Tensor, joints: Tensor, sigma: float,
     cr, sr = coords.view(geo.rows, 3), stats.view(geo.rows, _NSTATS)
     for r0, r1, xk, _ in v.kernel_chunks(logits, backend, geo):
         sizes = v.sizes(geo, r1 - r0, 3)
-        bufs = {"logits": xk, "joints": jr[r0:r1], "weights": None if wr is None else wr[r0:r1],
-                "coords": cr[r0:r1], "stats": sr[r0:r1], "loss_rows": loss_rows[r0:r1]}
+        rows = geo.rows
+        bufs = {"logits": xk, "joints": v.row_slice(jr, r0, r1, rows), "weights": v.row_slice(wr, r0, r1, rows),
+                "coords": v.row_slice(cr, r0, r1, rows), "stats": v.row_slice(sr, r0, r1, rows),
+                "loss_rows": v.row_slice(loss_rows, r0, r1, rows)}
         if backend == "cuda":
             sizes["WS"] = g.workspace_elems("soft_argmax_heatmap_mse_workspace_cuda", g.code(xk.dtype), r1 - r0,
                                             geo.d, geo.h, geo.w)
@@ -100,9 +102,9 @@ def _backward(backend: str, grad_coords: Tensor | None, grad_mse: Tensor | None,
     gmr = None if gm is None else gm.reshape(())
     for r0, r1, xk, dst in v.kernel_chunks(logits, backend, geo, out):
         BACKWARD.launch(backend, xk.dtype, xk.device, v.sizes(geo, r1 - r0, 3),
-                        {"grad_coords": None if gcr is None else gcr[r0:r1], "grad_mse": gmr, "logits": xk,
-                         "joints": jr[r0:r1], "weights": None if wr is None else wr[r0:r1], "stats": sr[r0:r1],
-                         "grad_logits": dst},
+                        {"grad_coords": v.row_slice(gcr, r0, r1, geo.rows), "grad_mse": gmr, "logits": xk,
+                         "joints": v.row_slice(jr, r0, r1, geo.rows), "weights": v.row_slice(wr, r0, r1, geo.rows),
+                         "stats": v.row_slice(sr, r0, r1, geo.rows), "grad_logits": dst},
                         {"sigma": float(sigma), "mse_scale": scale})
     return out
 
