@@ -361,8 +361,11 @@ FP_CPU_CLONES void gauss_axis(T* __restrict out, int64_t n, T mu, T k) {
   for (int64_t i0 = 0; i0 < n; i0 += L) {
     const V d = (iota + static_cast<T>(i0)) - mu;
     const V g = fp_vexp(-(d * d) * k);
-    const int64_t m = std::min<int64_t>(L, n - i0);
-    for (int64_t l = 0; l < m; ++l) out[i0 + l] = g[l];
+    if (i0 + L <= n) {
+      fp_vstore(out + i0, g);  // one vector store (the lane-by-lane copy was ~1/3 of the table cost)
+    } else {
+      for (int64_t l = 0; l < n - i0; ++l) out[i0 + l] = g[l];
+    }
   }
 }
 
