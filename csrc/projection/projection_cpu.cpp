@@ -419,14 +419,14 @@ int cpu_lane_bytes() {
 #endif
 }
 
-// FASTPOSE_CPU_LANE_BYTES=16|32|64 forces a width (tests run every width's code on one machine;
+// FASTPOSE_PROJECTION_LANE_BYTES=16|32|64 forces a width (tests run every width's code on one machine;
 // any width runs on any CPU, only slower where it does not match the registers). Read per call.
 int lane_bytes(const char* fn) {
-  const char* env = std::getenv("FASTPOSE_CPU_LANE_BYTES");
+  const char* env = std::getenv("FASTPOSE_PROJECTION_LANE_BYTES");
   if (env == nullptr || *env == '\0') return cpu_lane_bytes();
   const std::string v(env);
   fp_check(v == "16" || v == "32" || v == "64",
-           std::string(fn) + ": FASTPOSE_CPU_LANE_BYTES must be 16, 32 or 64 (or unset), got '" + v + "'");
+           std::string(fn) + ": FASTPOSE_PROJECTION_LANE_BYTES must be 16, 32 or 64 (or unset), got '" + v + "'");
   return std::stoi(v);
 }
 

@@ -233,7 +233,7 @@ def test_triton_results_do_not_depend_on_the_tile():
 @pytest.mark.parametrize(("j", "per_frame"), [(17, True), (17, False), (3, True), (8, True)])
 def test_cpu_results_do_not_depend_on_block_alignment(dtype, j, per_frame, lane_bytes, monkeypatch):
     """The CPU kernels compute blocks of consecutive points on lane vectors (64-, 32- or 16-byte by
-    the CPU: 16 / 8 / 4 float32 lanes, 8 / 4 / 2 float64; FASTPOSE_CPU_LANE_BYTES forces one, so
+    the CPU: 16 / 8 / 4 float32 lanes, 8 / 4 / 2 float64; FASTPOSE_PROJECTION_LANE_BYTES forces one, so
     every width's code runs here), each lane with its own point's camera: one camera for the block,
     two blended at a run boundary (per-frame cameras, J >= lanes) or gathered lane by lane
     (J < lanes), and the last points of each 4096-point chunk one by one. Rolling the sequences moves
@@ -259,9 +259,9 @@ def test_cpu_results_do_not_depend_on_block_alignment(dtype, j, per_frame, lane_
         (g_loss,) = torch.autograd.grad(loss, x, torch.tensor(0.37, dtype=dtype))
         return uv.detach(), g_uv, loss.detach(), g_loss
 
-    monkeypatch.setenv("FASTPOSE_CPU_LANE_BYTES", "64")
+    monkeypatch.setenv("FASTPOSE_PROJECTION_LANE_BYTES", "64")
     wide = results(pts, cam, kp, w, go)
-    monkeypatch.setenv("FASTPOSE_CPU_LANE_BYTES", str(lane_bytes))
+    monkeypatch.setenv("FASTPOSE_PROJECTION_LANE_BYTES", str(lane_bytes))
     base = results(pts, cam, kp, w, go)
     rolled = results(*(a.roll(1, 0) for a in (pts, cam, kp, w, go)))
     what = f"{dtype} J={j} {'per-frame' if per_frame else 'per-sequence'} cameras, {lane_bytes}-byte lanes"
@@ -337,10 +337,10 @@ def test_cpu_scale_saved_in_place_only_when_the_graph_is_freed():
 
 
 def test_cpu_lane_width_override_is_checked(monkeypatch):
-    """FASTPOSE_CPU_LANE_BYTES accepts 16, 32 or 64 only, and says so naming the value."""
+    """FASTPOSE_PROJECTION_LANE_BYTES accepts 16, 32 or 64 only, and says so naming the value."""
     if "cpu" not in backends("project_to_2d", "cpu"):
         pytest.skip("the cpu backend is not available")
-    monkeypatch.setenv("FASTPOSE_CPU_LANE_BYTES", "8")
+    monkeypatch.setenv("FASTPOSE_PROJECTION_LANE_BYTES", "8")
     pts = _points(torch.Generator().manual_seed(0), (2,), 3, torch.float32)
-    with pytest.raises(ValueError, match="FASTPOSE_CPU_LANE_BYTES must be 16, 32 or 64 \\(or unset\\), got '8'"):
+    with pytest.raises(ValueError, match="FASTPOSE_PROJECTION_LANE_BYTES must be 16, 32 or 64 \\(or unset\\), got '8'"):
         ops.project_to_2d(pts, H36M_CAMERA.float(), backend="cpu")
