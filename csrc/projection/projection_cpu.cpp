@@ -112,7 +112,8 @@ struct CameraLanes {
 
 template <typename T, int B>
 __attribute__((always_inline)) inline CameraLanes<T, B> splat_camera(const Camera<T>& c) {
-  return CameraLanes<T, B>{vsplat<T, B>(c.fx), vsplat<T, B>(c.fy), vsplat<T, B>(c.cx), vsplat<T, B>(c.cy), vsplat<T, B>(c.k1),
+  return CameraLanes<T, B>{vsplat<T, B>(c.fx), vsplat<T, B>(c.fy), vsplat<T, B>(c.cx),
+                           vsplat<T, B>(c.cy), vsplat<T, B>(c.k1),
                         vsplat<T, B>(c.k2), vsplat<T, B>(c.k3), vsplat<T, B>(c.pa), vsplat<T, B>(c.pb)};
 }
 
@@ -123,7 +124,8 @@ constexpr int xyz_load_index_01(int L, int c, int l) { return 3 * l + c < 2 * L 
 constexpr int xyz_load_index_2(int L, int c, int l) { return 3 * l + c >= 2 * L ? 3 * l + c - L : l; }
 
 template <typename T, int B, int C, int... I>
-__attribute__((always_inline)) inline Vec<T, B> xyz_component(const Vec<T, B>& v0, const Vec<T, B>& v1, const Vec<T, B>& v2,
+__attribute__((always_inline)) inline Vec<T, B> xyz_component(const Vec<T, B>& v0, const Vec<T, B>& v1,
+                                                              const Vec<T, B>& v2,
                                                            std::integer_sequence<int, I...>) {
   using M = typename LaneIndexOf<T, B>::type;
   constexpr int L = static_cast<int>(sizeof...(I));
@@ -188,7 +190,8 @@ struct ProjLanes {
 };
 
 template <typename T, int B>
-__attribute__((always_inline)) inline ProjLanes<T, B> vproject(Vec<T, B> x, Vec<T, B> y, Vec<T, B> z, const CameraLanes<T, B>& c) {
+__attribute__((always_inline)) inline ProjLanes<T, B> vproject(Vec<T, B> x, Vec<T, B> y, Vec<T, B> z,
+                                                               const CameraLanes<T, B>& c) {
   ProjLanes<T, B> q;
   q.bx = x / z;
   q.by = y / z;
@@ -204,8 +207,9 @@ __attribute__((always_inline)) inline ProjLanes<T, B> vproject(Vec<T, B> x, Vec<
 
 // project_point_backward on lanes, from vproject's intermediates.
 template <typename T, int B>
-__attribute__((always_inline)) inline void vproject_backward(const ProjLanes<T, B>& q, Vec<T, B> z, const CameraLanes<T, B>& c,
-                                                             Vec<T, B> go_x, Vec<T, B> go_y, Vec<T, B>& gx, Vec<T, B>& gy,
+__attribute__((always_inline)) inline void vproject_backward(const ProjLanes<T, B>& q, Vec<T, B> z,
+                                                             const CameraLanes<T, B>& c, Vec<T, B> go_x,
+                                                             Vec<T, B> go_y, Vec<T, B>& gx, Vec<T, B>& gy,
                                                              Vec<T, B>& gz) {
   const Vec<T, B> rp = c.k1 + q.r2 * (T(2) * c.k2 + T(3) * c.k3 * q.r2);
   const Vec<T, B> a = go_x * c.fx, b = go_y * c.fy;
