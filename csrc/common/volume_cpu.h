@@ -140,12 +140,14 @@ __attribute__((always_inline)) inline T line_max(const T* __restrict xl, int64_t
 }
 
 // Software prefetch of the line kPrefetchBytes ahead of the one being read, one prefetch per
-// 64-byte cache line, in the softmax forward only. That pass is bound by exp(), so the hardware
-// prefetchers fall behind its irregular demand (a block's max pass, then its exp pass) and a volume
-// that is not in cache (any other work between two calls, e.g. the rest of a training step) was
-// read at ~20 GB/s: measured, 1 thread, soft_argmax_2d B32 64^2 forward from DRAM 521 -> 398 us,
-// from L3 411 -> 384 us. Not in the MSE-only pass or the backward passes (memory-bound streams the
-// hardware prefetchers already follow: no gain there, and the extra instructions cost in cache).
+// 64-byte cache line, in the forward passes. The softmax pass is bound by exp(), so the hardware
+// prefetchers fall behind its irregular demand (a block's max pass, then its exp pass), and a volume
+// that is not in cache (any other work between two calls: the rest of a training step, or another
+// implementation in an interleaved benchmark) was read at ~20-35 GB/s. Measured, 1 thread, B32 64^2:
+// soft_argmax_2d forward from DRAM 521 -> 398 us, from L3 411 -> 384 us; heatmap_mse_2d forward
+// from DRAM 272 -> 215 us, but from L3 137 -> 150 us (the MSE pass is a plain stream: the extra
+// instructions cost when the data is cached; kept for the cold case, the usual one in training).
+// Not in the backward passes: no gain measured there (the volume was just read by the forward).
 // Prefetches past the end of the volume are harmless (they never fault).
 constexpr int64_t kPrefetchBytes = 16384;
 template <typename T>
@@ -213,7 +215,7 @@ FP_CPU_CLONES void forward_chunk(const T* __restrict x, int64_t line0, int64_t l
     const V vref = fp_vsplat(mref);
     for (int64_t line = b0; line < b1; ++line) {
       const T* __restrict xl = x + line * w;
-      if constexpr (kSoftmax) prefetch_ahead(xl, w);
+      prefetch_ahead(xl, w);
       const T yy = static_cast<T>(yi), zz = static_cast<T>(zi);
       T a = T(0);  // gy(y) gz(z): the target along this line is a * gx(x)
       if constexpr (kMse) a = gy[yi] * gz[zi];
