@@ -209,6 +209,12 @@ def _define_reprojection(backend: str):
     def backward(grad_loss: Tensor, saved_grad: Tensor, dtype: torch.dtype) -> Tensor:
         return _scale_saved(backend, saved_grad, grad_loss, dtype)
 
+    def backward_direct(grad_loss: Tensor, saved_grad: Tensor, dtype: torch.dtype) -> Tensor:
+        # The direct eager path only: there the saved gradient is the op's internal output, dropped
+        # by `impl` below and held by its autograd node alone, and the result may alias it (the
+        # custom op's may not), so it is scaled in place when autograd frees the graph (_scale_saved).
+        return _scale_saved(backend, saved_grad, grad_loss, dtype, in_place=True)
+
     fwd = torch.library.custom_op(name, forward, mutates_args=(), device_types=backend)
 
     @fwd.register_fake
@@ -241,7 +247,7 @@ def _define_reprojection(backend: str):
         return backward_formula
 
     # the custom op for compile / export, a direct call in plain eager mode (_glue.eager_op)
-    op = g.eager_op(fwd, bwd, forward=forward, backward=backward, setup_context=setup_context,
+    op = g.eager_op(fwd, bwd, forward=forward, backward=backward_direct, setup_context=setup_context,
                     autograd_backward=autograd_backward)
 
     def impl(points: Tensor, camera: Tensor, keypoints_2d: Tensor, weights: Tensor | None) -> Tensor:
