@@ -87,14 +87,12 @@ def test_cache_off_by_env_and_below_threshold(monkeypatch):
     assert vol._grad_storage == [], "volumes below 4 MiB must not be cached"
 
 
-def test_reprojection_saved_and_points_gradients_through_the_cache(monkeypatch):
-    """The re-projection loss holds one large buffer in a step: its saved gradient comes from the
-    cache and, scaled in place by the backward, is the points' gradient; the gradients equal the
-    uncached ones."""
-    vol = _vol()
-    vol.release_grad_cache()
-    gen = torch.Generator().manual_seed(6)
-    n, t, j = 100, 243, 17  # 413k points: 4.96 MB of float32 points, above the threshold
+def _reprojection_grad(seed: int):
+    """A function computing the points' gradient of one re-projection loss (upstream gradient 0.7)
+    on fixed random data: 100 x 243 x 17 = 413k points, 4.96 MB of float32 points (above the
+    cache threshold), one camera per sequence."""
+    gen = torch.Generator().manual_seed(seed)
+    n, t, j = 100, 243, 17
     z = torch.rand(n, t, j, 1, generator=gen) * 4 + 2
     pts = torch.cat([torch.randn(n, t, j, 2, generator=gen) * 0.3 * z, z], -1)
     cam = torch.tensor([1.1, 1.1, 0.01, -0.02, -0.2, 0.2, -0.005, -0.001, 0.0005]).expand(n, 1, 9)
@@ -104,6 +102,17 @@ def test_reprojection_saved_and_points_gradients_through_the_cache(monkeypatch):
         p = pts.detach().requires_grad_(True)
         (gp,) = torch.autograd.grad(ops.reprojection_loss(p, cam, kp, backend="cpu"), p, torch.tensor(0.7))
         return gp
+
+    return grad
+
+
+def test_reprojection_saved_and_points_gradients_through_the_cache(monkeypatch):
+    """The re-projection loss holds one large buffer in a step: its saved gradient comes from the
+    cache and, scaled in place by the backward, is the points' gradient; the gradients equal the
+    uncached ones."""
+    vol = _vol()
+    vol.release_grad_cache()
+    grad = _reprojection_grad(seed=6)
 
     monkeypatch.setenv("FASTPOSE_GRAD_CACHE", "0")
     expected = grad()
@@ -128,17 +137,7 @@ def test_reprojection_custom_op_path_keeps_two_cached_buffers():
 
     vol = _vol()
     vol.release_grad_cache()
-    gen = torch.Generator().manual_seed(7)
-    n, t, j = 100, 243, 17
-    z = torch.rand(n, t, j, 1, generator=gen) * 4 + 2
-    pts = torch.cat([torch.randn(n, t, j, 2, generator=gen) * 0.3 * z, z], -1)
-    cam = torch.tensor([1.1, 1.1, 0.01, -0.02, -0.2, 0.2, -0.005, -0.001, 0.0005]).expand(n, 1, 9)
-    kp = torch.randn(n, t, j, 2, generator=gen) * 0.3
-
-    def grad():
-        p = pts.detach().requires_grad_(True)
-        (gp,) = torch.autograd.grad(ops.reprojection_loss(p, cam, kp, backend="cpu"), p, torch.tensor(0.7))
-        return gp
+    grad = _reprojection_grad(seed=7)
 
     direct = grad().clone()
     vol.release_grad_cache()
