@@ -46,7 +46,7 @@ from ... import _ext
 from ...reference._rows import acc_dtype
 
 __all__ = ["Buffer", "KernelSpec", "SPECS", "backward_caller", "custom_ops_only", "declare", "direct_function",
-           "direct_ok", "dry_run", "eager_op"]
+           "direct_ok", "dry_run", "eager_op", "any_requires_grad"]
 
 DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
@@ -404,6 +404,14 @@ _C_APPLY = None if _C_APPLY is None else _C_APPLY.__dict__.get("apply")
 _is_functorch_wrapped = torch._C._functorch.is_functorch_wrapped_tensor
 
 
+def _any_requires_grad_py(*args) -> bool:
+    return any(isinstance(a, Tensor) and a.requires_grad for a in args)
+
+
+# torch's own custom-op autograd uses this C helper; a torch without it gets the Python equivalent
+any_requires_grad = getattr(torch._C, "_any_requires_grad", None) or _any_requires_grad_py
+
+
 @contextlib.contextmanager
 def custom_ops_only() -> Iterator[None]:
     """Within this block every native op runs through its registered ``torch.library`` custom op (the
@@ -477,7 +485,7 @@ def eager_op(fwd, bwd, *, forward: Callable, backward: Callable, setup_context: 
     def call(*args):
         if not direct_ok(args):
             return fwd(*args)
-        if torch.is_grad_enabled() and torch._C._any_requires_grad(*args):
+        if torch.is_grad_enabled() and any_requires_grad(*args):
             return apply(*args)
         return forward(*args)
 

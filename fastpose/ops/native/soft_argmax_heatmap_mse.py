@@ -200,7 +200,7 @@ def _define_2d(backend: str, impl_3d):
         args = (logits, joints, sigma, weights)
         if not g.direct_ok(args):
             return via_3d(*args)
-        if torch.is_grad_enabled() and torch._C._any_requires_grad(*args):
+        if torch.is_grad_enabled() and g.any_requires_grad(*args):
             return apply(*args)
         coords, mse, _stats = op.forward(logits.unsqueeze(-3), pad(joints, (0, 1)), sigma, weights)
         return coords[..., :2].contiguous(), mse
