@@ -49,3 +49,28 @@ def test_headline_is_against_the_peers_and_names_missing_rows(tmp_path):
     assert "4.00x (cpu)" in target and "**not met**" in target
     target_2d = next(line for line in text.splitlines() if "soft_argmax_2d, B=32" in line)
     assert "missing" in target_2d
+
+
+def _probe(case: str, provider: str, ms: float, target: float | None = None) -> dict:
+    info = {"suite": "interleaved_probe", "model": "heatmap_mse_2d", "config": case, "provider": provider,
+            "device": "cpu", "threads": 2, "median_ms": ms, "baseline": provider == "peer-compiled"}
+    if target is not None:
+        info["target"] = target
+    return {"name": f"perf_probe[{case}-{provider}]", "stats": {"median": ms / 1e3}, "extra_info": info}
+
+
+def test_interleaved_probe_targets_get_a_verdict(tmp_path):
+    """perf_probe --json records: the fastpose row's ratio to the compiled peer of the same case,
+    judged against the target it carries (one met, one not)."""
+    results = _write(tmp_path, [
+        _probe("paper-a", "peer-compiled", 1.2), _probe("paper-a", "cpu", 0.8, target=2.0),
+        _probe("paper-b", "peer-compiled", 3.0), _probe("paper-b", "cpu", 1.0, target=2.0),
+    ])
+    text = report.render(str(results), str(tmp_path / "BENCHMARKS.md"))
+    rows = [line for line in text.splitlines() if line.startswith("| CPU interleaved probe")]
+    assert len(rows) == 2, rows
+    a = next(r for r in rows if "paper-a" in r)
+    b = next(r for r in rows if "paper-b" in r)
+    assert "1.50x" in a and "**not met**" in a  # 1.2 / 0.8
+    assert "3.00x" in b and "**met**" in b
+    assert "### `interleaved_probe` on `cpu-test`" in text
