@@ -410,7 +410,7 @@ def _targets_section(idx: dict, machines: dict[str, Machine], suite_records: lis
     probe = [r for r in suite_records if r.get("suite") == "interleaved_probe"]
     for r in sorted((r for r in probe if r.get("target") is not None), key=lambda r: (r["machine"], r["config"])):
         base = next((b for b in probe if b.get("baseline") and b["machine"] == r["machine"]
-                     and b["config"] == r["config"]), None)
+                     and b["model"] == r["model"] and b["config"] == r["config"]), None)
         label = (f"CPU interleaved probe ({r.get('threads', '?')} threads): `{r['model']}` {r['config']} "
                  f">= {r['target']:g}x peer compiled")
         if base is None or not r.get("median_ms"):

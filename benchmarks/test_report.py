@@ -51,12 +51,12 @@ def test_headline_is_against_the_peers_and_names_missing_rows(tmp_path):
     assert "missing" in target_2d
 
 
-def _probe(case: str, provider: str, ms: float, target: float | None = None) -> dict:
-    info = {"suite": "interleaved_probe", "model": "heatmap_mse_2d", "config": case, "provider": provider,
+def _probe(case: str, provider: str, ms: float, target: float | None = None, op: str = "heatmap_mse_2d") -> dict:
+    info = {"suite": "interleaved_probe", "model": op, "config": case, "provider": provider,
             "device": "cpu", "threads": 2, "median_ms": ms, "baseline": provider == "peer-compiled"}
     if target is not None:
         info["target"] = target
-    return {"name": f"perf_probe[{case}-{provider}]", "stats": {"median": ms / 1e3}, "extra_info": info}
+    return {"name": f"perf_probe[{op}-{case}-{provider}]", "stats": {"median": ms / 1e3}, "extra_info": info}
 
 
 def test_interleaved_probe_targets_get_a_verdict(tmp_path):
@@ -65,11 +65,15 @@ def test_interleaved_probe_targets_get_a_verdict(tmp_path):
     results = _write(tmp_path, [
         _probe("paper-a", "peer-compiled", 1.2), _probe("paper-a", "cpu", 0.8, target=2.0),
         _probe("paper-b", "peer-compiled", 3.0), _probe("paper-b", "cpu", 1.0, target=2.0),
+        # another op with the same case id: its own baseline, not heatmap_mse_2d's
+        _probe("paper-a", "peer-compiled", 4.0, op="soft_argmax_2d"), _probe("paper-a", "cpu", 1.0, 2.0, "soft_argmax_2d"),
     ])
     text = report.render(str(results), str(tmp_path / "BENCHMARKS.md"))
     rows = [line for line in text.splitlines() if line.startswith("| CPU interleaved probe")]
-    assert len(rows) == 2, rows
-    a = next(r for r in rows if "paper-a" in r)
+    assert len(rows) == 3, rows
+    c = next(r for r in rows if "`soft_argmax_2d`" in r)
+    assert "4.00x" in c and "**met**" in c
+    a = next(r for r in rows if "paper-a" in r and "`heatmap_mse_2d`" in r)
     b = next(r for r in rows if "paper-b" in r)
     assert "1.50x" in a and "**not met**" in a  # 1.2 / 0.8
     assert "3.00x" in b and "**met**" in b
