@@ -71,10 +71,15 @@ FP_HD float expf_poly(float x) {
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   p = p * (r * r) + r + 1.0f;
-  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;  // 2^n, n in [-126, 127]
 #if defined(__CUDA_ARCH__)
+  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;  // 2^n, n in [-126, 128]
   const float scale = __int_as_float(bits);
 #else
+  // 2^n, n in [-126, 128]. A NaN x gives a NaN n, and converting NaN to int is undefined behaviour
+  // in C++ (UBSan: "nan is outside the range of representable values of type 'int'"; x86 returns
+  // INT_MIN, whose (INT_MIN + 127) << 23 wraps to 1.0f): n = 0 instead gives the same scale 1.0f, so
+  // y = p * 1 is the same NaN, bit for bit, with no undefined operation (checked for all 2^32 inputs).
+  const int32_t bits = ((n == n ? static_cast<int32_t>(n) : 0) + 127) << 23;
   float scale;
   std::memcpy(&scale, &bits, sizeof(scale));
 #endif
