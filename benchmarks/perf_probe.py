@@ -78,6 +78,7 @@ def _probe(name: str, providers: list[str], rounds: int) -> list[dict]:
             st.target()
             times[p].append((time.perf_counter() - t0) * 1e3)
     base = statistics.median(times[providers[0]])
+    target = _target(name)
     records = []
     for p in providers:
         ts = times[p]
@@ -87,8 +88,8 @@ def _probe(name: str, providers: list[str], rounds: int) -> list[dict]:
         info = {"suite": "interleaved_probe", "model": op, "config": cid, "provider": p, "device": "cpu",
                 "threads": torch.get_num_threads(), "median_ms": med, "min_ms": min(ts), "max_ms": max(ts),
                 "rounds": rounds, "baseline": p == BASELINE}
-        if p != BASELINE and not p.startswith("peer") and _target(name) is not None:
-            info["target"] = _target(name)
+        if p != BASELINE and not p.startswith("peer") and target is not None:
+            info["target"] = target
         records.append({"name": f"perf_probe[{name}-{p}]", "stats": {"median": med / 1e3, "min": min(ts) / 1e3,
                                                                       "max": max(ts) / 1e3, "rounds": rounds},
                         "extra_info": info})

@@ -39,6 +39,8 @@ BatchNorm ~7 %, the dropout mask + ReLU ~5 %.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -55,9 +57,7 @@ def _dropout_mask(shape: tuple[int, ...], p: float, device: torch.device) -> tor
     arithmetic as ``clamp(u - (t - 1), 0, 1)`` (exact: u is an integer; on the CPU a uint8 -> float
     conversion and three float passes cost ~1/6 of a bool comparison plus a bool -> float
     conversion). Otherwise a random 32-bit word ``u`` is kept iff ``u >= round(p 2^32)``."""
-    n = 1
-    for s in shape:
-        n *= int(s)
+    n = math.prod(shape)
     scale = 1.0 / (1.0 - p)
     byte_threshold = p * 256.0
     if byte_threshold == int(byte_threshold):  # exact with one byte per element

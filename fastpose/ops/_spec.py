@@ -35,6 +35,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..reference._rows import acc_dtype
 from . import _validation as _v
 
 __all__ = ["SPECS", "Arg", "OpSpec", "make_case", "native_functions", "output_shapes", "spec", "validate"]
@@ -336,7 +337,7 @@ def _validate_fast(plan: tuple, values: tuple) -> tuple | None:
     if (d != ndim) if ndim is not None else (d < min_ndim or (last is not None and x.shape[-1] != last)):
         return None
     out: list[object] = [x]
-    acc = None
+    acc = acc_dtype(x.dtype)  # of the secondary tensors
     for (kind, optional, shape_of), val in zip(rest, values[1:], strict=True):
         if kind == "tensor":
             if val is None and optional:
@@ -345,8 +346,6 @@ def _validate_fast(plan: tuple, values: tuple) -> tuple | None:
             if (not isinstance(val, torch.Tensor) or not val.is_floating_point() or val.shape != shape_of(x.shape)
                     or val.device != x.device or (val.requires_grad and torch.is_grad_enabled())):
                 return None
-            if acc is None:
-                acc = torch.float64 if x.dtype is torch.float64 else torch.float32  # _rows.acc_dtype
             out.append(val if val.dtype is acc else val.to(acc))  # .to returns val itself then too
         elif kind == "sigma":
             if type(val) is float or type(val) is int:  # exact types: bool is refused
@@ -362,8 +361,6 @@ def _validate_fast(plan: tuple, values: tuple) -> tuple | None:
         elif kind == "camera":  # (*C, 9), leading dims broadcasting to the points' (_v.camera_tensor)
             if not isinstance(val, torch.Tensor) or not _v.camera_ok(val, x):
                 return None
-            if acc is None:
-                acc = torch.float64 if x.dtype is torch.float64 else torch.float32
             out.append(val if val.dtype is acc else val.to(acc))
         else:  # a kind this fast path does not know: the full checks decide
             return None

@@ -238,7 +238,7 @@ class KernelSpec:
         names, checks, _ = self._plan(backend)
         if buffers.keys() != names:
             return False
-        acc = torch.float64 if dtype is torch.float64 else torch.float32  # acc_dtype, inlined
+        acc = acc_dtype(dtype)
         for name, is_acc, shape, optional in checks:
             t = buffers[name]
             if t is None:
